@@ -4,6 +4,7 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 
 from mbgf_cli import __version__
 from mbgf_cli.console import err_console
@@ -44,25 +45,19 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]  # accepted in any position, not only before the command
     try:
-        app(args=args, prog_name="mbgf", standalone_mode=False)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+        # standalone mode: Typer itself reports usage errors (exit 2) and handles Exit/Abort.
+        app(args=args, prog_name="mbgf")
+    except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the one place errors become messages
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
         if debug:
             traceback.print_exc()
         if isinstance(e, (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-            err_console.print(f"[bold red]error:[/bold red] {_one_line(e)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/bold red] {escape(_one_line(e))}", highlight=False, soft_wrap=True)
             sys.exit(2)
         err_console.print(
-            f"[bold red]error:[/bold red] {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)",
+            f"[bold red]error:[/bold red] {type(e).__name__}: {escape(_one_line(e))} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
