@@ -1,5 +1,32 @@
 """OpenAI-compatible CLIP: model, tokenizer and weight loading. Knows nothing about video."""
 
-from clip.model import CLIP, CONFIGS, CLIPConfig, build_model, config_from_state_dict, count_parameters
+from clip.loading import available_models, cache_dir, download, load, load_state_dict
+from clip.model import (
+    CLIP,
+    CONFIGS,
+    CLIPConfig,
+    build_model,
+    config_from_state_dict,
+    count_parameters,
+    describe_key_mismatch,
+    load_weights,
+)
+from clip.tokenizer import decode, tokenize
 
-__all__ = ["CLIP", "CONFIGS", "CLIPConfig", "build_model", "config_from_state_dict", "count_parameters"]
+__all__ = [
+    "CLIP",
+    "CONFIGS",
+    "CLIPConfig",
+    "available_models",
+    "build_model",
+    "cache_dir",
+    "config_from_state_dict",
+    "count_parameters",
+    "decode",
+    "describe_key_mismatch",
+    "download",
+    "load",
+    "load_state_dict",
+    "load_weights",
+    "tokenize",
+]

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-# Integer entries of OpenAI's archives that are not tensors of the model.
-NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
+# State-dict entries that are not weights: the integers OpenAI's archives carry, and the causal mask
+# (derived from the context length; TorchScript archives of this model store it as a buffer).
+NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size", "causal_mask")
 
 
 class LayerNorm(nn.LayerNorm):
@@ -114,8 +115,8 @@ class VisionTransformer(nn.Module):
         scale = width ** -0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
-        grid = input_resolution // patch_size
-        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.grid_size = input_resolution // patch_size  # the patch grid the position embedding was trained on
+        self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid_size ** 2 + 1, width))
         self.ln_pre = LayerNorm(width)
         self.transformer = Transformer(width, layers, heads)
         self.ln_post = LayerNorm(width)
@@ -124,7 +125,7 @@ class VisionTransformer(nn.Module):
     def positions_for(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """Position embeddings for a grid_h x grid_w patch grid (bicubic resize of the trained grid)."""
         pos = self.positional_embedding
-        trained = round((pos.shape[0] - 1) ** 0.5)
+        trained = self.grid_size  # a plain int, so that torch.jit.trace can record this module
         if (grid_h, grid_w) == (trained, trained):
             return pos
         cls_pos, patch_pos = pos[:1], pos[1:]
