@@ -1,0 +1,38 @@
+"""Video models on top of ``clip``: temporal heads (mean, ActionCLIP's transformer, X-CLIP's cross-frame
+communication + MIT + video-specific prompts), MBGF, the model registry and the losses.
+Knows nothing about files or the command line.
+
+    import fusion
+    model = fusion.build_video_model(model="b16", variant="xclip", mbgf=True, frames=8, pretrained=True)
+    logits = model(clips, class_tokens)       # [B, T, 3, H, W], [K, 77] or [K, P, 77] -> [B, K]
+"""
+
+from fusion.registry import (
+    BACKBONES,
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VARIANTS,
+    Backbone,
+    VideoModelConfig,
+    build_from_config,
+    build_video_model,
+    build_video_model_from_config,
+)
+from fusion.video_model import VideoCLIP
+
+__all__ = [
+    "BACKBONES",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VARIANTS",
+    "Backbone",
+    "VideoCLIP",
+    "VideoModelConfig",
+    "build_from_config",
+    "build_video_model",
+    "build_video_model_from_config",
+]

@@ -1,0 +1,127 @@
+"""MBGF — Multi-Branch Gated Fusion (this project's module; DESIGN.md defines it).
+
+Inputs: frame embeddings ``z [B, T, E]``, the last vision block's patch tokens ``p [B, T, N, W]``, and
+the video embedding of the variant without MBGF, the *base* ``b [B, E]``.
+
+- appearance ``a = mean_t z`` (parameter-free: the CLIP mean-pooling embedding);
+- temporal ``s``: the variant's own temporal head when it has one (ActionCLIP's Transf head, X-CLIP's
+  MIT), otherwise :class:`TemporalBranch`, a small pre-LN transformer over ``z`` + learned temporal
+  positions, mean over T;
+- motion ``m`` (:class:`MotionBranch`): ``p`` normalised and projected W -> W/4, temporal differences
+  ``p[t+1] - p[t]``, a depthwise temporal convolution, GELU, mean over the patches, linear to E, mean
+  over the T-1 steps;
+- gate ``g = softmax(MLP([a; s; m]))`` in R^{B x 3} (appearance, temporal, motion);
+- output ``v = b + g_s P_s(s) + g_m P_m(m)`` with P_s, P_m linear maps initialised to zero.
+
+What the base is, and why: MBGF at initialisation must equal the variant without MBGF, same weights.
+For ``clip`` the base is ``a`` itself, which is DESIGN.md's formula word for word. For ``actionclip``
+and ``xclip`` the variant's embedding is its head's output, which already holds ``a`` as its residual
+(``head(z) = mean_t z + mean_t blocks(z + pos)``); so the base is that output (= ``s``), and MBGF adds
+gated, zero-initialised corrections on top of it. With P_s = P_m = 0 the output is the base exactly
+(adding exact zeros), while the appearance still feeds the gate.
+
+Gradients at step 0: only P_s and P_m (and their biases) receive gradient, since the zero maps block
+the path to the gate and the branch internals; one optimiser step later everything trains (the usual
+zero-initialised residual).
+
+Cost on ViT-B/16, 8x224: the W -> W/4 projection of 8 x 196 patch tokens (~0.23 GMACs) dominates;
+with the gate, P_s, P_m and the temporal block it is ~0.3 G on ~140 G (~0.2%).
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clip.model import LayerNorm, Transformer
+from fusion.heads import check_frames, init_new_weights
+
+BRANCHES = ("appearance", "temporal", "motion")
+
+
+class TemporalBranch(Transformer):
+    """MBGF's own temporal branch (for variants without a temporal head): ``mean_t(blocks(z + pos[:T]))``."""
+
+    def __init__(self, embed_dim: int, frames: int, layers: int = 1):
+        super().__init__(embed_dim, layers, max(1, embed_dim // 64))
+        self.positional_embedding = nn.Parameter(torch.empty(frames, embed_dim))
+        init_new_weights(self)
+        nn.init.trunc_normal_(self.positional_embedding, std=0.02)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        t = frames.shape[1]
+        check_frames(t, self.positional_embedding.shape[0], "MBGF's temporal branch")
+        return super().forward(frames + self.positional_embedding[:t].to(frames.dtype)).mean(dim=1)
+
+
+class MotionBranch(nn.Module):
+    """Motion from patch-token differences between consecutive frames: ``[B, T, N, W] -> [B, E]``."""
+
+    def __init__(self, width: int, embed_dim: int, reduction: int = 4, kernel_size: int = 3):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"the motion branch's temporal kernel must be odd, not {kernel_size}")
+        channels = max(1, width // reduction)
+        self.ln = LayerNorm(width)  # the residual stream before ln_post: normalise before projecting
+        self.reduce = nn.Linear(width, channels)
+        self.temporal_conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2,
+                                       groups=channels)
+        self.proj = nn.Linear(channels, embed_dim)
+        init_new_weights(self)
+        # The temporal convolution starts as the identity on the differences (plus small noise).
+        nn.init.trunc_normal_(self.temporal_conv.weight, std=0.02)
+        with torch.no_grad():
+            self.temporal_conv.weight[:, 0, kernel_size // 2] += 1.0
+        nn.init.zeros_(self.temporal_conv.bias)
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        b, t, n, _ = patch_tokens.shape
+        if t < 2:  # a single frame has no motion
+            return patch_tokens.new_zeros(b, self.proj.out_features)
+        x = self.reduce(self.ln(patch_tokens))                     # [B, T, N, C]
+        x = x[:, 1:] - x[:, :-1]                                   # [B, T-1, N, C]
+        c = x.shape[-1]
+        x = x.permute(0, 2, 3, 1).reshape(b * n, c, t - 1)         # each patch's C-channel time series
+        x = F.gelu(self.temporal_conv(x))
+        x = x.view(b, n, c, t - 1).mean(dim=(1, 3))                # mean over patches and steps
+        return self.proj(x)                                        # (linear: mean then project = project then mean)
+
+
+class MBGF(nn.Module):
+    """Gated fusion of appearance, temporal and motion branches (module docstring has the definition)."""
+
+    def __init__(self, embed_dim: int, width: int, frames: int, own_temporal_branch: bool,
+                 temporal_layers: int = 1, motion_reduction: int = 4, motion_kernel: int = 3):
+        super().__init__()
+        self.temporal = TemporalBranch(embed_dim, frames, temporal_layers) if own_temporal_branch else None
+        self.motion = MotionBranch(width, embed_dim, motion_reduction, motion_kernel)
+        hidden = max(16, embed_dim // 4)
+        self.gate = nn.Sequential(OrderedDict([
+            ("fc", nn.Linear(3 * embed_dim, hidden)),
+            ("gelu", nn.GELU()),
+            ("out", nn.Linear(hidden, len(BRANCHES))),
+        ]))
+        self.gate_ln = LayerNorm(embed_dim)  # per branch, so that no branch's scale dominates the gate
+        self.temporal_proj = nn.Linear(embed_dim, embed_dim)  # P_s
+        self.motion_proj = nn.Linear(embed_dim, embed_dim)    # P_m
+        init_new_weights(self.gate)
+        init_new_weights(self.gate_ln)
+        for proj in (self.temporal_proj, self.motion_proj):  # zero: MBGF starts as the base exactly
+            nn.init.zeros_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def forward(self, base: torch.Tensor, frames: torch.Tensor, patch_tokens: torch.Tensor,
+                temporal: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``base [B,E]``, frame embeddings ``[B,T,E]``, patch tokens ``[B,T,N,W]``, and the variant's
+        temporal head output ``[B,E]`` (``None``: MBGF's own temporal branch) -> ``(v [B,E], parts)``
+        where ``parts`` holds ``gates [B,3]`` and the three branch outputs."""
+        appearance = frames.mean(dim=1)
+        if temporal is None:
+            temporal = self.temporal(frames)
+        motion = self.motion(patch_tokens)
+        branches = torch.stack([appearance, temporal, motion.to(appearance.dtype)], dim=1)  # [B, 3, E]
+        gates = self.gate(self.gate_ln(branches).flatten(1)).float().softmax(dim=-1)
+        video = (base + gates[:, 1:2].to(base.dtype) * self.temporal_proj(temporal)
+                 + gates[:, 2:3].to(base.dtype) * self.motion_proj(motion))
+        return video, {"gates": gates, "appearance": appearance, "temporal": temporal, "motion": motion}
