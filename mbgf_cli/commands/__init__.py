@@ -2,7 +2,9 @@
 
 import typer
 
+from mbgf_cli.commands import flops
+
 
 def register_all(app: typer.Typer) -> None:
     # Each line registers one command module (kept explicit so a broken import fails loudly).
-    pass
+    flops.register(app)

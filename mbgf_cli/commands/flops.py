@@ -1,0 +1,104 @@
+"""``mbgf flops``: FLOPs and parameters of the video models, as in the papers' tables."""
+
+import json
+
+import typer
+from rich.table import Table
+from typer.core import TyperCommand
+
+from mbgf_cli.console import console, progress
+from mbgf_cli.errors import UserError
+
+MODELS = ("b32", "b16", "l14", "tiny")
+VARIANTS = ("clip", "actionclip", "xclip")
+
+
+class ListOptionsCommand(TyperCommand):
+    """Lets a list option take several values after one flag, as the usage shows:
+    ``--frames 8 16 32`` is read as ``--frames 8 --frames 16 --frames 32``."""
+
+    list_options = ("--frames", "--variant")  # options taking several values
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        expanded, current, values = [], None, 0
+        for arg in args:
+            if arg.startswith("-"):
+                current, values = (arg, 0) if arg in self.list_options else (None, 0)
+                if "=" in arg and arg.split("=", 1)[0] in self.list_options:
+                    current, values = arg.split("=", 1)[0], 1
+            elif current is not None:
+                if values:  # a further value of the same option
+                    expanded.append(current)
+                values += 1
+            expanded.append(arg)
+        return super().parse_args(ctx, expanded)
+
+
+def flops(
+    model: str = typer.Option("b16", "--model", help=f"Backbone: {', '.join(MODELS)}."),
+    frames: list[int] = typer.Option([8], "--frames", help="Frames per view; several: --frames 8 16 32."),
+    variant: list[str] = typer.Option(list(VARIANTS), "--variant",
+                                      help=f"Variants; several: --variant {' '.join(VARIANTS)}."),
+    input_size: int = typer.Option(None, "--input-size", help="Frame size in pixels (default: the backbone's, 224).",
+                                   show_default=False),
+    classes: int = typer.Option(400, "--classes", help="Class texts X-CLIP's prompt generator runs on per video."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of the table (the text encoder "
+                                                       "is the row with variant \"text\")."),
+):
+    """FLOPs (1 multiply-add = 1 FLOP, per view) and parameters of each variant with and without MBGF."""
+    # torch and the models load only when the command runs, not for every `mbgf --help`
+    from mbgf_cli.flops import flops_rows, prompt_cost_per_class
+
+    if model not in MODELS:
+        raise UserError(f"--model {model!r}: choose from {', '.join(MODELS)}")
+    for name in variant:
+        if name not in VARIANTS:
+            raise UserError(f"--variant {name!r}: choose from {', '.join(VARIANTS)}")
+    if any(n < 1 for n in frames):
+        raise UserError(f"--frames: every value must be at least 1, got {' '.join(map(str, frames))}")
+    variants, frames = list(dict.fromkeys(variant)), list(dict.fromkeys(frames))
+    try:
+        counting = flops_rows(model, variants, frames, input_size, classes)
+        rows = []
+        with progress(transient=True) as bar:
+            task = bar.add_task("counting FLOPs", total=2 * len(variants) * len(frames) + 1, info="")
+            for row in counting:
+                rows.append(row)
+                bar.update(task, advance=1, info=row.name)
+        xclip = next((row for row in rows if row.variant == "xclip"), None)
+        per_class = prompt_cost_per_class(xclip.config).gflops if xclip else None
+    except ValueError as e:  # an input size the patches do not tile, --classes 0, ...
+        raise UserError(str(e)) from None
+
+    if as_json:
+        typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
+        return
+    console.print(flops_table(rows, classes, per_class))
+
+
+def flops_table(rows, classes: int, prompt_gflops_per_class: float | None) -> Table:
+    """The seed's layout: Model | FLOPs(G) | Params(M) | Input | MBGF overhead."""
+    caption = ("Per view, 1 multiply-add = 1 FLOP, every matrix product counted (attention's QK^T and AV too). "
+               "Video rows: frame encoder, temporal head, MBGF")
+    if prompt_gflops_per_class is not None:
+        caption += (f"; X-CLIP rows include its video-specific prompt generator for {classes} classes "
+                    f"({prompt_gflops_per_class * 1e3:.2f} MFLOPs per class, --classes)")
+    caption += ". The text encoder runs once per class text and is listed separately; params: those the forward uses."
+    table = Table(title=f"FLOPs and parameters, {rows[-1].name.split()[0]} backbone", caption=caption,
+                  caption_justify="left")
+    table.add_column("Model")
+    table.add_column("FLOPs(G)", justify="right")
+    table.add_column("Params(M)", justify="right")
+    table.add_column("Input", justify="right")
+    table.add_column("MBGF overhead", justify="right")
+    for i, row in enumerate(rows):
+        overhead = "—" if row.overhead_gflops is None else \
+            f"+{row.overhead_gflops:.2f} G (+{row.overhead_percent:.2f}%)"
+        last_video_row = i + 1 < len(rows) and rows[i + 1].variant == "text"
+        table.add_row(row.name, f"{row.gflops:.2f}", f"{row.params_m:.2f}", row.input, overhead,
+                      end_section=last_video_row)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("flops", cls=ListOptionsCommand)(flops)
