@@ -1,0 +1,225 @@
+"""Clip transforms in plain torch, on uint8 frames (no torchvision).
+
+Input: decoded frames, uint8 ``[T, H, W, 3]`` (numpy or torch). Output: float ``[T, 3, S, S]``
+normalised with CLIP's mean/std (test: ``[crops, T, 3, S, S]``).
+
+Every crop is computed as a box in the decoded frame and resized once to S x S, which gives the
+same picture as "resize the short side, then crop" at a fraction of the cost. Resizing runs on
+uint8 channels-last tensors (torch's fast path, antialiased); colour jitter, grayscale and
+normalisation run in float on the small output. One set of random parameters is drawn per clip
+(every frame gets the same crop, flip and colour change), from the caller's ``torch.Generator``,
+so a clip is a pure function of its generator's seed.
+
+Train: crop ("multiscale": TSN's crop of side short*s, s in (1, .875, .75, .66), the two sides
+chosen at most one scale apart, at a random place; "random_resized": area and aspect drawn as in
+Inception; "center"), flip, colour jitter (brightness, contrast, saturation, hue), grayscale.
+Test: short side to S (or to S*256/224), then one centre crop or three crops along the long side.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+Box = tuple[int, int, int, int]  # top, left, height, width
+
+
+def to_tchw(frames) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> uint8 ``[T, 3, H, W]`` (a channels-last view, no copy)."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    return frames.permute(0, 3, 1, 2)
+
+
+def resized_crop(x: torch.Tensor, box: Box, size: tuple[int, int]) -> torch.Tensor:
+    """Crop ``box`` out of uint8 ``[T, 3, H, W]`` and resize it to ``size`` (h, w), antialiased bilinear."""
+    top, left, h, w = box
+    x = x[:, :, top : top + h, left : left + w]
+    if (h, w) == tuple(size):
+        return x
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 ``[T, 3, H, W]`` so that its shorter side is ``size``."""
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    return resized_crop(x, (0, 0, h, w), (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def center_box(h: int, w: int, crop_h: int, crop_w: int) -> Box:
+    crop_h, crop_w = min(crop_h, h), min(crop_w, w)
+    return (h - crop_h) // 2, (w - crop_w) // 2, crop_h, crop_w
+
+
+def view_boxes(h: int, w: int, size: int, crops: int = 1, resize: str = "input") -> list[Box]:
+    """Boxes equivalent to: short side to ``size`` (``resize="input"``) or ``size*256/224``
+    (``"256/224"``), then 1 centre crop or 3 crops (start, centre, end of the long side) of ``size``."""
+    if crops not in (1, 3):
+        raise ValueError(f"test crops must be 1 or 3, got {crops}")
+    short = size if resize == "input" else round(size * 256 / 224)
+    side = max(1, round(min(h, w) * size / short))  # the crop's side in decoded pixels
+    if crops == 1:
+        return [center_box(h, w, side, side)]
+    if w >= h:
+        top = (h - side) // 2
+        return [(top, left, side, side) for left in (0, (w - side) // 2, w - side)]
+    left = (w - side) // 2
+    return [(top, left, side, side) for top in (0, (h - side) // 2, h - side)]
+
+
+def multiscale_box(h: int, w: int, generator, scales=(1.0, 0.875, 0.75, 0.66), max_distort: int = 1) -> Box:
+    """TSN's multi-scale crop: sides short*scales[i] and short*scales[j] with |i-j| <= max_distort."""
+    base = min(h, w)
+    sides = [max(1, int(base * s)) for s in scales]
+    pairs = [(i, j) for i in range(len(sides)) for j in range(len(sides)) if abs(i - j) <= max_distort]
+    k = int(torch.randint(len(pairs), (), generator=generator))
+    crop_h, crop_w = sides[pairs[k][0]], sides[pairs[k][1]]
+    top = int(torch.randint(h - crop_h + 1, (), generator=generator))
+    left = int(torch.randint(w - crop_w + 1, (), generator=generator))
+    return top, left, crop_h, crop_w
+
+
+def random_resized_box(h: int, w: int, generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Box:
+    """Inception-style crop: area fraction in ``scale``, aspect (log-uniform) in ``ratio``."""
+    area = h * w
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        u = torch.rand(4, generator=generator).tolist()
+        target = area * (scale[0] + u[0] * (scale[1] - scale[0]))
+        aspect = math.exp(log_lo + u[1] * (log_hi - log_lo))
+        crop_w = round(math.sqrt(target * aspect))
+        crop_h = round(math.sqrt(target / aspect))
+        if 0 < crop_w <= w and 0 < crop_h <= h:
+            return int(u[2] * (h - crop_h + 1)), int(u[3] * (w - crop_w + 1)), crop_h, crop_w
+    return center_box(h, w, min(h, w), min(h, w))
+
+
+def normalize(x: torch.Tensor, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """uint8 (or float in 0..255) ``[..., 3, H, W]`` -> float ``(x/255 - mean) / std``."""
+    scale = torch.tensor([1 / (255 * s) for s in std]).view(3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)]).view(3, 1, 1)
+    return (x.float() * scale - shift).contiguous()
+
+
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+
+
+def hue_matrix(shift: float) -> torch.Tensor:
+    """3x3 RGB matrix that rotates hue by ``shift`` turns (a rotation of the YIQ chroma plane)."""
+    c, s = math.cos(2 * math.pi * shift), math.sin(2 * math.pi * shift)
+    rotate = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return torch.linalg.inv(_RGB_TO_YIQ) @ rotate @ _RGB_TO_YIQ
+
+
+def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
+    """Float ``[T, 3, H, W]`` in 0..1, one set of factors for the whole clip (1, 1, 1, 0 = unchanged).
+
+    Contrast blends towards the clip's mean grey, not each frame's, so a clip that brightens over
+    time still does after jitter.
+    """
+    x = x * brightness
+    if contrast != 1.0:
+        mean = (x * _LUMA).sum(dim=1).mean()
+        x = (x - mean) * contrast + mean
+    if saturation != 1.0:
+        gray = (x * _LUMA).sum(dim=1, keepdim=True)
+        x = (x - gray) * saturation + gray
+    if hue != 0.0:
+        x = torch.einsum("ij,tjhw->tihw", hue_matrix(hue), x)
+    return x.clamp_(0.0, 1.0)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Float ``[T, 3, H, W]`` -> the same shape, every channel the luma."""
+    return (x * _LUMA).sum(dim=1, keepdim=True).expand_as(x).contiguous()
+
+
+@dataclass
+class TrainTransform:
+    """Training augmentation of one clip: crop, flip, colour jitter, grayscale, CLIP normalisation.
+
+    ``jitter`` is the probability of colour jitter (0 disables) with strengths ``jitter_strength``
+    (brightness, contrast, saturation, hue); ``gray`` the probability of grayscale.
+    ``flip=False`` for direction-sensitive datasets (left-to-right vs right-to-left).
+    """
+
+    size: int = 224
+    crop: str = "multiscale"  # multiscale | random_resized | center
+    scales: tuple = (1.0, 0.875, 0.75, 0.66)
+    area: tuple = (0.08, 1.0)  # random_resized: area fraction range
+    flip: bool = True
+    jitter: float = 0.8
+    jitter_strength: tuple = (0.4, 0.4, 0.2, 0.1)
+    gray: float = 0.2
+    mean: tuple = CLIP_MEAN
+    std: tuple = CLIP_STD
+
+    def __post_init__(self):
+        if self.crop not in ("multiscale", "random_resized", "center"):
+            raise ValueError(f"train crop must be multiscale, random_resized or center, got {self.crop!r}")
+
+    def __call__(self, frames, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = to_tchw(frames)
+        h, w = x.shape[-2:]
+        if self.crop == "multiscale":
+            box = multiscale_box(h, w, generator, self.scales)
+        elif self.crop == "random_resized":
+            box = random_resized_box(h, w, generator, self.area)
+        else:
+            box = center_box(h, w, min(h, w), min(h, w))
+        # All draws happen up front, in a fixed order, whatever is enabled: the same seed gives the
+        # same crop whether or not jitter is on.
+        u = torch.rand(7, generator=generator).tolist()
+        x = resized_crop(x, box, (self.size, self.size))
+        if self.flip and u[0] < 0.5:
+            x = x.flip(-1)
+        if u[1] < self.jitter or u[6] < self.gray:
+            x = x.float().div_(255.0)
+            if u[1] < self.jitter:
+                b, c, s, hue = self.jitter_strength
+                x = color_jitter(
+                    x,
+                    brightness=1 + b * (2 * u[2] - 1),
+                    contrast=1 + c * (2 * u[3] - 1),
+                    saturation=1 + s * (2 * u[4] - 1),
+                    hue=hue * (2 * u[5] - 1),
+                )
+            if u[6] < self.gray:
+                x = grayscale(x)
+            x = x.mul_(255.0)
+        return normalize(x, self.mean, self.std)
+
+
+@dataclass
+class TestTransform:
+    """Deterministic test views of one clip: ``[crops, T, 3, S, S]`` (crops = 1 or 3)."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    size: int = 224
+    crops: int = 1
+    resize: str = "input"  # "input": short side to size; "256/224": short side to size*256/224
+    mean: tuple = CLIP_MEAN
+    std: tuple = CLIP_STD
+
+    def __post_init__(self):
+        if self.resize not in ("input", "256/224"):
+            raise ValueError(f"test resize must be 'input' or '256/224', got {self.resize!r}")
+        if self.crops not in (1, 3):
+            raise ValueError(f"test crops must be 1 or 3, got {self.crops}")
+
+    def __call__(self, frames) -> torch.Tensor:
+        x = to_tchw(frames)
+        h, w = x.shape[-2:]
+        views = [resized_crop(x, box, (self.size, self.size)) for box in view_boxes(h, w, self.size, self.crops, self.resize)]
+        return normalize(torch.stack(views), self.mean, self.std)
