@@ -253,15 +253,17 @@ def xclip_logits(sd, clips, tokens, with_messages=True):
 
 @dataclass(frozen=True)
 class TinyDims:
+    """mbgf's ``tiny`` backbone (so a converted checkpoint rebuilds from its config), at 48 px."""
+
     embed: int = 128          # E; heads of the temporal heads and prompts: E / 64
     vision_width: int = 128
-    vision_layers: int = 2
+    vision_layers: int = 4
     patch: int = 16
     image: int = 48           # 3x3 patches
     text_width: int = 128
     text_layers: int = 2
     context: int = 77
-    vocab: int = 600
+    vocab: int = 49408
 
 
 class _Init:
