@@ -39,10 +39,11 @@ ACTIONCLIP_TEST_LOGIT_SCALE = 100.0
 
 # Learned temporal position tables and the axis that indexes frames. ActionCLIP's table is an
 # embedding over the text context length (77 rows, rows 0..T-1 used), so T up to 77 works there.
+ACTIONCLIP_TABLE = "fusion_model.frame_position_embeddings.weight"
 TEMPORAL_POSITIONS = {
-    "mit.positional_embedding": 1,                      # X-CLIP's MIT [1, T, E]
-    "mbgf.temporal.positional_embedding": 0,            # MBGF's own temporal branch [T, E]
-    "fusion_model.frame_position_embeddings.weight": 0,  # ActionCLIP [77, E]
+    "mit.positional_embedding": 1,            # X-CLIP's MIT [1, T, E]
+    "mbgf.temporal.positional_embedding": 0,  # MBGF's own temporal branch [T, E]
+    ACTIONCLIP_TABLE: 0,                      # ActionCLIP [77, E]
 }
 
 
@@ -146,7 +147,7 @@ def convert(source, format: str = "auto", frames: int | None = None):
 def _pad_short_actionclip_table(state: dict, frames: int | None, path: Path) -> int | None:
     """ActionCLIP's table has a row per text position (77); a port that stores only the T trained rows
     (mmaction2's) is padded with zero rows to that size, which clips of up to T frames never read."""
-    key = "fusion_model.frame_position_embeddings.weight"
+    key = ACTIONCLIP_TABLE
     table, context = state.get(key), state.get("positional_embedding")
     if table is None or context is None or table.shape[0] >= context.shape[0]:
         return None
@@ -218,6 +219,15 @@ def _stored_frames(state: dict) -> int | None:
     return None
 
 
+def _position_rows(key: str, table: torch.Tensor, axis: int) -> int:
+    """How many frames a temporal table holds positions for. ActionCLIP's zero rows at the end are the
+    padding of a shorter (T-row) table: a learned or initialised row is never exactly zero."""
+    if key != ACTIONCLIP_TABLE:
+        return table.shape[axis]
+    used = (table != 0).any(dim=1).nonzero()
+    return int(used.max()) + 1 if len(used) else table.shape[0]
+
+
 def fit_frames(state: dict, config, frames: int | None, path: Path):
     """``(state, config)`` for clips of ``frames`` frames: temporal position tables sliced to the first
     ``frames`` rows; more frames than a table has is a UserError."""
@@ -229,11 +239,11 @@ def fit_frames(state: dict, config, frames: int | None, path: Path):
     for key, axis in TEMPORAL_POSITIONS.items():
         if key not in state:
             continue
-        rows = state[key].shape[axis]
+        rows = _position_rows(key, state[key], axis)
         if frames > rows:
             raise UserError(f"{path}: {key} holds temporal positions for {rows} frames; cannot use {frames} "
                             f"frames (use --frames {rows} or fewer)")
-        if key != "fusion_model.frame_position_embeddings.weight":  # ActionCLIP's keeps its 77 rows
+        if key != ACTIONCLIP_TABLE:  # ActionCLIP's keeps its 77 rows
             state[key] = state[key].narrow(axis, 0, frames).clone()
     return state, replace(config, frames=frames)
 

@@ -13,6 +13,7 @@ import fusion
 from mbgf_cli import interop
 from mbgf_cli.app import app, main
 from mbgf_cli.checkpoint import load_checkpoint, read_meta
+from mbgf_cli.data.transforms import normalize
 from mbgf_cli.errors import UserError
 
 DIMS = ref.TinyDims()
@@ -139,6 +140,12 @@ def test_xclip_gives_the_published_logits_and_records_imagenet_normalisation(fil
     assert meta["epoch"] == 29 and meta["metrics"] == {"max_accuracy": 83.25}
     assert meta["source"]["config"]["DATA"]["NUM_FRAMES"] == FRAMES  # the yacs config, as plain JSON
 
+    # mbgf's transforms, fed the recorded mean/std, compute X-CLIP's (x - 123.675...) / 58.395... on 0-255.
+    pixels = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    xclip_input = (pixels.float() - torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)) \
+        / torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    assert torch.allclose(normalize(pixels, config["input_mean"], config["input_std"]), xclip_input, atol=1e-5)
+
     tokens = ref.random_tokens(CLASSES, DIMS)
     expected = ref.xclip_logits(weights, clips, tokens)
     assert ref.relative_error(model(clips, tokens), expected) < TOLERANCE
@@ -158,6 +165,8 @@ def test_fewer_frames_slice_xclips_temporal_positions(files, converted):
         model, meta = interop.load_any_checkpoint(source, frames=4)
         assert meta["config"]["frames"] == 4 and model.mit.positional_embedding.shape[1] == 4
         assert ref.relative_error(model(clips, tokens), expected) < TOLERANCE
+    with pytest.raises(UserError, match="mit.positional_embedding holds temporal positions for 8 frames; cannot use 9"):
+        interop.load_any_checkpoint(converted["xclip directory"], frames=9)
 
 
 @pytest.mark.parametrize("name, frames, limit", [("xclip", 16, 8), ("actionclip", 78, 77)])
@@ -256,6 +265,9 @@ def test_mmaction_style_short_actionclip_table_keeps_its_frame_count(files, tmp_
     assert torch.equal(model.fusion_model.frame_position_embeddings.weight[:8], head["frame_position_embeddings.weight"])
     with pytest.raises(UserError, match="positions for 8 frames; cannot use 9"):
         interop.load_foreign(path, frames=9)
+    output, _ = interop.convert_checkpoint(path, tmp_path / "short")  # the padding rows stay unusable
+    with pytest.raises(UserError, match="positions for 8 frames; cannot use 9"):
+        interop.load_any_checkpoint(output, frames=9)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the published key lists are not in this checkout")
