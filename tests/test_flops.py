@@ -150,6 +150,14 @@ def test_flops_json_schema():
     assert text["variant"] == "text" and text["frames"] == 0 and text["input_size"] == 77
 
 
+def test_list_options_take_several_values_after_one_flag():
+    result = CliRunner().invoke(app_module.app, ["flops", "--model", "tiny", "--frames=2", "4", "--variant", "clip",
+                                                 "--input-size", "64", "--frames", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)[:-1]
+    assert [r["frames"] for r in rows] == [2, 2, 4, 4, 6, 6] and {r["input_size"] for r in rows} == {64}
+
+
 def test_flops_table_for_b16():
     result = CliRunner().invoke(app_module.app, ["flops", "--model", "b16", "--variant", "clip"],
                                 env={"COLUMNS": "160"})

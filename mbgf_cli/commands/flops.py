@@ -20,16 +20,16 @@ class ListOptionsCommand(TyperCommand):
     list_options = ("--frames", "--variant")  # options taking several values
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
-        expanded, current, values = [], None, 0
+        expanded, current, has_value = [], None, False
         for arg in args:
             if arg.startswith("-"):
-                current, values = (arg, 0) if arg in self.list_options else (None, 0)
-                if "=" in arg and arg.split("=", 1)[0] in self.list_options:
-                    current, values = arg.split("=", 1)[0], 1
+                flag = arg.split("=", 1)[0]
+                current = flag if flag in self.list_options else None
+                has_value = "=" in arg
             elif current is not None:
-                if values:  # a further value of the same option
+                if has_value:  # a further value of the same option: repeat the flag for it
                     expanded.append(current)
-                values += 1
+                has_value = True
             expanded.append(arg)
         return super().parse_args(ctx, expanded)
 
