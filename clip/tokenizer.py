@@ -58,7 +58,8 @@ class Tokenizer:
     """Encodes text to CLIP token ids and decodes them back. Build once: use :func:`default_tokenizer`."""
 
     def __init__(self, vocab_path: Path = VOCAB_PATH):
-        lines = gzip.open(vocab_path, "rt", encoding="utf-8").read().split("\n")
+        with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
+            lines = f.read().split("\n")
         merges = [tuple(line.split()) for line in lines[1:NUM_MERGES + 1]]
         if len(merges) != NUM_MERGES:
             raise ValueError(f"{vocab_path}: expected {NUM_MERGES} BPE merges, found {len(merges)}")
