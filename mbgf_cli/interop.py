@@ -37,6 +37,18 @@ FORMATS = ("openai", "actionclip", "xclip")
 DEFAULT_FRAMES = 8  # when the file does not say (OpenAI's and ActionCLIP's files do not)
 ACTIONCLIP_TEST_LOGIT_SCALE = 100.0
 
+# The prompts each published test used (data of their recipes, so that an evaluation can reproduce
+# their numbers): ActionCLIP averages over 16 templates (utils/Text_Prompt.py); X-CLIP prompts with
+# the class name alone (utils/tools.py generate_text).
+PUBLISHED_PROMPTS = {
+    "actionclip": ["a photo of action {}", "a picture of action {}", "Human action of {}", "{}, an action",
+                   "{} this is an action", "{}, a video of action", "Playing action of {}", "{}",
+                   "Playing a kind of action, {}", "Doing a kind of action, {}", "Look, the human is {}",
+                   "Can you recognize the action of {}?", "Video classification of {}", "A video of {}",
+                   "The man is {}", "The woman is {}"],
+    "xclip": ["{}"],
+}
+
 # Learned temporal position tables and the axis that indexes frames. ActionCLIP's table is an
 # embedding over the text context length (77 rows, rows 0..T-1 used), so T up to 77 works there.
 ACTIONCLIP_TABLE = "fusion_model.frame_position_embeddings.weight"
@@ -102,7 +114,8 @@ def convert(source, format: str = "auto", frames: int | None = None):
     - ``state_dict``: fp32 tensors under :class:`fusion.VideoCLIP`'s names,
     - ``config``: the :class:`fusion.VideoModelConfig` that builds the matching model (``mbgf=False``),
     - ``meta``: what :func:`mbgf_cli.checkpoint.save_checkpoint` stores (``config`` as a dict,
-      ``class_names`` (empty: these files do not carry them), ``epoch``, ``metrics``, ``source``).
+      ``class_names`` (empty: these files do not carry them), ``epoch``, ``metrics``, ``source``, and
+      ``prompt_templates``: the templates the published test used, for ``fusion.prompts.class_tokens``).
     """
     path = Path(source).expanduser()
     content = safe_pickle.load_file(path)
@@ -141,6 +154,8 @@ def convert(source, format: str = "auto", frames: int | None = None):
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         "source": source_meta,
     }
+    if format in PUBLISHED_PROMPTS:
+        meta["prompt_templates"] = PUBLISHED_PROMPTS[format]
     return state, config, meta
 
 

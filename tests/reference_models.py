@@ -13,6 +13,7 @@ All computation is fp32 (fp16 weights are upcast, as a CPU run of the original c
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -426,7 +427,9 @@ def write_torchscript_archive(state_dict: dict, path, extra_attributes: dict | N
     for key, value in (extra_attributes or {}).items():
         module, name = owner(key)
         setattr(module, name, value)
-    torch.jit.script(root).save(str(path))
+    with warnings.catch_warnings():  # torch.jit.script is deprecated; OpenAI's files are TorchScript still
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(root).save(str(path))
 
 
 def openai_archive_state_dict(dims: TinyDims = TinyDims(), seed: int = 0) -> dict:

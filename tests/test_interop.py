@@ -114,6 +114,7 @@ def test_actionclip_gives_the_published_transf_head_and_test_scores(files, conve
     clip_state, head = (float_weights(s) for s in files["weights"]["actionclip"])
     assert meta["epoch"] == 7 and meta["source"]["format"] == "actionclip"
     assert meta["config"]["test_logit_scale"] == 100 and meta["config"]["template_eval"] == "mean_softmax"
+    assert len(meta["prompt_templates"]) == 16 and "{}" in meta["prompt_templates"]
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
     expected_video = ref.actionclip_video_embedding(clip_state, head, clips)
@@ -138,6 +139,7 @@ def test_xclip_gives_the_published_logits_and_records_imagenet_normalisation(fil
     assert config["variant"] == "xclip" and config["frames"] == FRAMES
     assert config["input_mean"] == list(fusion.IMAGENET_MEAN) and config["input_std"] == list(fusion.IMAGENET_STD)
     assert meta["epoch"] == 29 and meta["metrics"] == {"max_accuracy": 83.25}
+    assert meta["prompt_templates"] == ["{}"]  # X-CLIP prompts with the class name alone
     assert meta["source"]["config"]["DATA"]["NUM_FRAMES"] == FRAMES  # the yacs config, as plain JSON
 
     # mbgf's transforms, fed the recorded mean/std, compute X-CLIP's (x - 123.675...) / 58.395... on 0-255.
