@@ -287,6 +287,24 @@ def test_test_files_use_the_published_key_names(files, name):
     assert patterns(ours) == patterns(published)
 
 
+def published_shapes(name):
+    rows = (line.split("\t") for line in (SHARED / name).read_text().splitlines() if line.strip())
+    return {key: [int(n) for n in shape.strip("[]").split(",") if n.strip()] for key, shape in rows}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the published key lists are not in this checkout")
+def test_published_b16_key_lists_are_mbgfs_b16_models():
+    """X-CLIP-B/16's and ActionCLIP-B/16's published state dicts have exactly the keys and shapes of
+    mbgf's b16 models, so the released files load strictly."""
+    with torch.device("meta"):  # shapes only
+        xclip = fusion.build_video_model("b16", "xclip", mbgf=False, frames=8).state_dict()
+        actionclip = fusion.build_video_model("b16", "actionclip", mbgf=False, frames=8).state_dict()
+    assert {k: list(v.shape) for k, v in xclip.items()} == published_shapes("xclip_b16_8f_state_dict.tsv")
+    head = {k: list(v.shape) for k, v in actionclip.items() if k.startswith("fusion_model.")}
+    published = published_shapes("actionclip_transf_b16_8f_fusion_state_dict.tsv")
+    assert head == {f"fusion_model.{k}": shape for k, shape in published.items()}
+
+
 # ------------------------------------------------------------------------------ the command
 
 
