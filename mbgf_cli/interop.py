@@ -204,8 +204,7 @@ def _config_for(format: str, state: dict, frames: int, path: Path):
                        xclip_prompt_layers=_count_blocks(state, "prompts_generator.decoder."),
                        input_mean=fusion.IMAGENET_MEAN, input_std=fusion.IMAGENET_STD)
     return fusion.VideoModelConfig(model=backbone, variant={"openai": "clip"}.get(format, format), mbgf=False,
-                                   frames=frames,
-                                   input_size=clip_config.image_resolution, **options)
+                                   frames=frames, input_size=clip_config.image_resolution, **options)
 
 
 def _backbone_name(clip_config, path: Path) -> str:
@@ -321,8 +320,13 @@ def load_any_checkpoint(path, frames: int | None = None, strict: bool = True):
     config = fusion.VideoModelConfig.from_dict(meta["config"])
     if frames is None or frames == config.frames:
         return load_checkpoint(path, strict=strict)
-    state, config = fit_frames(load_file(str(model_file(path))), config, frames, model_file(path))
-    model, missing, unexpected = build_model(state, config, strict, model_file(path))
+    weights = model_file(path)
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors has its own error types for a damaged file
+        raise UserError(f"{weights}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+    state, config = fit_frames(state, config, frames, weights)
+    model, missing, unexpected = build_model(state, config, strict, weights)
     meta = {**meta, "config": config.to_dict()}
     if missing or unexpected:
         meta["conversion"] = {"missing": missing, "unexpected": unexpected}

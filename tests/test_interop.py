@@ -325,3 +325,9 @@ def test_convert_command_errors_are_one_line(mismatched_xclip, tmp_path, capsys)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "prompts_generator.extra_gate" in lines[0] and str(mismatched_xclip) in lines[0]
     assert not (tmp_path / "out").exists()
+
+    run = CliRunner().invoke(app, ["convert", str(mismatched_xclip), "--no-strict", "--output", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert "1 missing weight(s) left at initialisation: prompts_generator.decoder.1.norm3.bias" in run.output
+    assert "1 unexpected weight(s) not loaded: prompts_generator.extra_gate" in run.output
+    assert (tmp_path / "out" / "model.safetensors").is_file()
