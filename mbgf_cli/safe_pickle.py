@@ -284,7 +284,7 @@ def is_torchscript_archive(path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
 def read_torchscript_state_dict(path) -> dict[str, torch.Tensor]:
