@@ -386,3 +386,335 @@ def run_protocol(
         earlier.pop((spec.variant.name, spec.split.shots, spec.split.seed), None)
         write_results_csv(csv_path, [*earlier.values(), *results])
     return results
+
+
+# --------------------------------------------------------------------------- starting weights
+
+
+def clip_weights_from_checkpoint(checkpoint_dir: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Save the CLIP part of an mbgf checkpoint as a CLIP safetensors file (OpenAI's key names), the
+    ``--pretrained`` of the variants whose architecture differs from the checkpoint's.
+
+    Written once (atomically); the file is what every such run starts from.
+    """
+    out_path = Path(out_path)
+    if out_path.is_file():
+        return out_path
+    from safetensors.torch import save_file
+
+    import clip
+    from mbgf_cli import checkpoint
+
+    model, _ = checkpoint.load_checkpoint(checkpoint_dir)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if model.is_clip_parameter(k)}
+    try:
+        clip.build_model(state, strict=True)  # what --pretrained will read back
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"{checkpoint_dir}: its CLIP weights cannot be taken apart from the video model ({e}); "
+                        "few-shot the checkpoint's own variant only") from e
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"source": str(checkpoint_dir)})
+    os.replace(tmp, out_path)
+    return out_path
+
+
+# --------------------------------------------------------------------------- the command's engine
+
+# X-CLIP's few-shot recipe (configs/hmdb51/16_32.yaml, configs/ucf101/16_32.yaml on top of its
+# defaults), as TrainConfig fields: ViT-B/16 from CLIP, 32 frames at 224, 50 epochs with 5 of warm-up,
+# lr 2e-6 (new modules x10), cosine to lr/100, weight decay 0.001, label smoothing 0.1, mixup/cutmix,
+# text frozen, and batch 4 x accumulation 2 on each of its 8 GPUs: a total batch of 64.
+PUBLISHED_RECIPE = dict(
+    model="b16", frames=32, input_size=224, epochs=50, warmup_epochs=5, lr=2e-6, new_lr_mult=10.0,
+    min_lr_ratio=0.01, weight_decay=0.001, batch_size=4, total_batch=64, label_smoothing=0.1, mixup=0.8,
+    cutmix=1.0, freeze_text=True, prompts="all", flip=True,
+)
+
+# The synthetic demonstration: fine-tune the tiny model trained on class set a (`mbgf train --dataset
+# synthetic`) on K videos per class of set b. Small batches so that K=2 (24 clips) still makes steps;
+# no flip (direction is the label); sized for a 2-core CPU (see README).
+SYNTHETIC_RECIPE = dict(
+    model="tiny", frames=8, input_size=64, epochs=12, warmup_epochs=1, lr=3e-4, new_lr_mult=1.0,
+    min_lr_ratio=0.01, weight_decay=0.05, batch_size=8, total_batch=8, label_smoothing=0.0, mixup=0.0,
+    cutmix=0.0, clip_grad=1.0, freeze_text=False, prompts="one", flip=False, cache_decoded=True,
+)
+
+# Set b of the synthetic generator, in the cache: 40 train and 10 val videos per class.
+SYNTHETIC_B_GENERATION = dict(class_set="b", videos_per_class=50)
+
+# Fields of a run's TrainConfig that do not change its numbers (or are set per run).
+_NOT_RECORDED = ("out", "resume", "train_list", "variant", "mbgf", "init", "pretrained", "workers", "decoder",
+                 "device", "plot", "strict", "inject_nan_at_step", "stop_at_step", "eval_every", "seed")
+
+
+@dataclass
+class FewShotConfig:
+    """``mbgf fewshot``: the protocol's choices plus a TrainConfig template shared by every run
+    (its ``None`` fields take the few-shot recipe, then the dataset preset's)."""
+
+    train: object  # mbgf_cli.training.TrainConfig; variant, mbgf, train_list and out are set per run
+    out: str = "runs/fewshot"
+    shots: tuple[int, ...] = (2, 4, 8, 16)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    seeds: tuple[int, ...] = (0,)
+    split_files: tuple[str, ...] = ()
+
+
+@dataclass
+class FewShotOutcome:
+    results: list[RunResult]
+    table: tables.ResultTable
+    out: Path
+    splits: list[ShotSplit]
+    start: str  # what the runs started from, in words
+
+
+def default_variants(dataset: str | None) -> tuple[str, ...]:
+    return ("clip", "clip+mbgf") if dataset == "synthetic" else DEFAULT_VARIANTS
+
+
+def default_synthetic_init() -> Path:
+    """The run ``mbgf train --dataset synthetic`` writes (its default output folder), ``best/``."""
+    return Path("runs/synthetic-tiny-clip-mbgf") / "best"
+
+
+def recipe_for(dataset: str | None) -> dict:
+    return SYNTHETIC_RECIPE if dataset == "synthetic" else PUBLISHED_RECIPE
+
+
+def fill_recipe(train_cfg, dataset: str | None):
+    """The TrainConfig template with the few-shot recipe in its unset fields."""
+    from dataclasses import replace
+
+    values = {k: v for k, v in recipe_for(dataset).items() if getattr(train_cfg, k) is None}
+    return replace(train_cfg, **values)
+
+
+def resolve_list(root: Path, name: str | None, default: str) -> Path:
+    """As the training engine reads lists: a path as given when it exists, else under the root."""
+    path = Path(name or default)
+    if not path.exists() and not path.is_absolute() and (root / path).exists():
+        return root / path
+    return path
+
+
+def dataset_paths(train_cfg) -> tuple[Path, Path, Path]:
+    """(root, train list, label file) of the template; ``synthetic`` is class set b, generated once."""
+    from mbgf_cli import presets
+
+    preset = presets.get_preset(train_cfg.dataset) if train_cfg.dataset else None
+    if train_cfg.root:
+        root = Path(train_cfg.root)
+    elif train_cfg.dataset == "synthetic":
+        root = presets.ensure_synthetic(SYNTHETIC_B_GENERATION)
+    else:
+        raise UserError("give the dataset folder with --root DIR (videos/ or videos.tar, train.txt, val.txt), "
+                        "or --dataset synthetic")
+    train_list = resolve_list(root, train_cfg.train_list, "train.txt")
+    if not train_list.is_file():
+        raise UserError(f"{train_list}: no such train list (give --train-list)")
+    if train_cfg.labels:
+        label_file = Path(train_cfg.labels)
+    elif (root / "labels.csv").is_file():
+        label_file = root / "labels.csv"
+    elif preset is not None and preset.label_file() is not None:
+        label_file = preset.label_file()
+    else:
+        raise UserError(f"{root}: no labels.csv; give --labels FILE or a --dataset preset")
+    return root, train_list, label_file
+
+
+def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[dict[str, dict], str, dict]:
+    """Per variant, the TrainConfig fields that say where it starts; a sentence saying the same;
+    and what the run record keeps of it.
+
+    ``--init CHECKPOINT``: the variant the checkpoint holds starts from the whole checkpoint; every other
+    variant from the checkpoint's CLIP weights (new modules freshly initialised), so all runs share every
+    weight their architectures have in common. Otherwise every variant starts from ``--pretrained`` CLIP
+    (default: the backbone's released weights).
+    """
+    train_cfg = cfg.train
+    init = train_cfg.init
+    if init is None and train_cfg.dataset == "synthetic" and train_cfg.pretrained is None:
+        init = str(default_synthetic_init())
+        if not (Path(init) / "model.safetensors").is_file():
+            raise UserError(
+                f"{init}: no starting model; the synthetic few-shot demonstration starts from the tiny model "
+                "trained on class set a: run `mbgf train --dataset synthetic` first, or give --init CHECKPOINT")
+    if init is None:
+        name = train_cfg.pretrained or "the backbone's released CLIP weights"
+        return ({v.name: {"pretrained": train_cfg.pretrained} for v in variants},
+                f"CLIP ({name})", {"start": train_cfg.pretrained})
+
+    from mbgf_cli import checkpoint
+
+    init_dir = checkpoint.resolve_directory(init)
+    config = checkpoint.read_meta(init_dir)["config"]
+    held = Variant(name=config["variant"] + ("+mbgf" if config.get("mbgf") else ""), variant=config["variant"],
+                   mbgf=bool(config.get("mbgf")))
+    per_variant = {}
+    for v in variants:
+        if (v.variant, v.mbgf) == (held.variant, held.mbgf):
+            per_variant[v.name] = {"init": str(init_dir)}
+        else:
+            clip_file = clip_weights_from_checkpoint(init_dir, Path(cfg.out) / "start_clip.safetensors")
+            per_variant[v.name] = {"pretrained": str(clip_file)}
+    words = (f"{init_dir} ({held.name}; other variants from its CLIP weights)"
+             if any("pretrained" in p for p in per_variant.values()) else str(init_dir))
+    record = {"start": str(init_dir.resolve()), "start_sha256": file_digest(checkpoint.model_file(init_dir)),
+              "start_model": config["model"], "start_frames": config.get("frames"),
+              "start_input_size": config.get("input_size")}
+    return per_variant, words, record
+
+
+def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], None] | None = None) -> FewShotOutcome:
+    """The whole protocol: splits, every (variant, K, seed) run (resumable), results.csv, the table."""
+    from dataclasses import replace
+
+    from mbgf_cli import training
+    from mbgf_cli.data import read_labels, read_video_list
+
+    out = Path(cfg.out)
+    variants = [parse_variant(v) for v in dict.fromkeys(cfg.variants)]
+    if not variants:
+        raise UserError("--variants: give at least one variant")
+    template = fill_recipe(cfg.train, cfg.train.dataset)
+    root, train_list, label_file = dataset_paths(template)
+    class_names = read_labels(label_file)
+
+    if cfg.split_files:
+        splits = read_split_files(cfg.split_files, len(class_names))
+    else:
+        if not cfg.shots or any(k < 1 for k in cfg.shots):
+            raise UserError("--shots: give one or more K of at least 1")
+        entries = read_video_list(train_list, len(class_names))
+        splits = write_splits(out, entries, sorted(set(cfg.shots)), list(dict.fromkeys(cfg.seeds)),
+                              len(class_names), class_names, source=train_list)
+
+    per_variant, start_words, start_record = starting_weights(cfg, variants)
+    if "start_model" in start_record:
+        # Runs from a checkpoint take its backbone, frames and input size (frames and size: unless told).
+        if cfg.train.model not in (None, start_record["start_model"]):
+            raise UserError(f"--model {cfg.train.model}: the --init checkpoint {start_record['start']} is a "
+                            f"{start_record['start_model']} model")
+        template = replace(template, model=start_record["start_model"],
+                           frames=cfg.train.frames or start_record["start_frames"],
+                           input_size=cfg.train.input_size or start_record["start_input_size"])
+    template = replace(template, root=str(root.resolve()), labels=str(label_file.resolve()), init=None,
+                       pretrained=None, val_list=str(resolve_list(root, template.val_list, "val.txt").resolve()),
+                       eval_every=max(template.epochs, 1))  # the full val list once, after the last epoch
+    settings = {k: v for k, v in template.to_dict().items() if k not in _NOT_RECORDED}
+    settings.update(start_record)
+
+    def train_one(spec: RunSpec) -> None:
+        if spec.resume:
+            run_cfg = replace(template, resume=str(spec.run_dir / "last"))
+        else:
+            seed = int(spec.split.seed) if spec.split.seed.isdigit() else template.seed
+            run_cfg = replace(template, variant=spec.variant.variant, mbgf=spec.variant.mbgf,
+                              train_list=str(spec.split.path.resolve()), out=str(spec.run_dir), seed=seed,
+                              **per_variant[spec.variant.name])
+        training.train(run_cfg)
+
+    runs = plan_runs(out, variants, splits)
+    results = run_protocol(out, runs, train_one, settings, on_run=on_run)
+    shots = sorted({s.shots for s in splits})
+    table = results_table(results, [v.name for v in variants], shots,
+                          title=f"{template.dataset or root.name}: K-shot top-1 (%), "
+                                f"{len({s.seed for s in splits})} seed(s)")
+    (out / "table.md").write_text(tables.to_markdown(table), encoding="utf-8")
+    return FewShotOutcome(results=results, table=table, out=out, splits=splits, start=start_words)
+
+
+# --------------------------------------------------------------------------- zero-shot over splits
+
+SPLIT_PLACEHOLDER = "{split}"
+METRICS = ("top1", "top5", "mean_class")
+
+
+@dataclass
+class SplitResult:
+    split: int
+    root: str
+    list: str
+    numbers: dict  # as `mbgf eval --json`: top1, top5, mean_class (fractions), videos, skipped
+
+
+@dataclass
+class SplitsSummary:
+    model: str
+    views: str
+    splits: list[SplitResult]
+    mean: dict  # per metric, fractions
+    std: dict  # per metric, sample standard deviation (n - 1); None with one split
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "views": self.views,
+                "splits": [{"split": s.split, "root": s.root, "list": s.list, **s.numbers} for s in self.splits],
+                "mean": self.mean, "std": self.std}
+
+
+def split_data(root: str | None, list_file: str | None, split: int) -> tuple[str, str | None]:
+    """Where split N's test list is: ``{split}`` in ``--root`` or ``--list`` is replaced by N; else
+    ``ROOT/split{N}/`` is the dataset folder of split N, as ``mbgf prepare-data ucf101 --split N --out
+    ROOT/split{N}`` writes it (its val.txt is the split's test list)."""
+    if root is None:
+        raise UserError("--splits: give the dataset folder with --root DIR (with split1/, split2/, ... in it, "
+                        "or {split} in the path)")
+    if SPLIT_PLACEHOLDER in root or (list_file and SPLIT_PLACEHOLDER in list_file):
+        return root.replace(SPLIT_PLACEHOLDER, str(split)), (list_file.replace(SPLIT_PLACEHOLDER, str(split))
+                                                              if list_file else None)
+    folder = Path(root) / f"split{split}"
+    if not folder.is_dir():
+        raise UserError(f"{root}: no split{split}/ folder for --splits {split}; write each split with "
+                        f"`mbgf prepare-data ucf101|hmdb51 --split N --out {Path(root) / 'splitN'}`, or put "
+                        "{split} in --root or --list")
+    return str(folder), list_file
+
+
+def zero_shot_over_splits(cfg, splits: Sequence[int],
+                          evaluate: Callable | None = None) -> SplitsSummary:
+    """``mbgf eval --zero-shot ... --splits 1 2 3``: evaluate on each split's test list and take the mean
+    and standard deviation over splits (the X-CLIP zero-shot protocol). ``cfg`` is an
+    :class:`mbgf_cli.evaluation.EvalConfig`; ``evaluate`` defaults to the evaluation engine."""
+    from dataclasses import replace
+
+    if evaluate is None:
+        from mbgf_cli.evaluation import evaluate
+    splits = list(dict.fromkeys(splits))
+    if not splits:
+        raise UserError("--splits: give one or more split numbers, e.g. --splits 1 2 3")
+    if not cfg.zero_shot:
+        raise UserError("--splits evaluates zero-shot over official splits: add --zero-shot --pretrained NAME")
+    if cfg.predictions or cfg.plot:
+        raise UserError("--splits: --predictions and --plot describe one list; evaluate a single split for them")
+    results, model, views = [], "", ""
+    for split in splits:
+        root, list_file = split_data(cfg.root, cfg.list_file, split)
+        result, info = evaluate(replace(cfg, root=root, list_file=list_file))
+        results.append(SplitResult(split=split, root=root, list=str(info["list"]), numbers=result.numbers()))
+        model, views = info["model"], info["views"]
+    mean, std = {}, {}
+    for metric in METRICS:
+        values = [r.numbers[metric] for r in results]
+        mean[metric], std[metric] = tables.mean_std(values)
+    return SplitsSummary(model=model, views=views, splits=results, mean=mean, std=std)
+
+
+def splits_table(summary: SplitsSummary):
+    """A row per split, then the mean (± std), in %."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary.model}, zero-shot over {len(summary.splits)} split(s) ({summary.views} views)",
+                  title_justify="left")
+    for column in ("split", "top-1 (%)", "top-5 (%)", "mean class (%)", "videos", "skipped", "list"):
+        table.add_column(column, justify="left" if column == "list" else "right")
+    for s in summary.splits:
+        table.add_row(str(s.split), *[f"{100 * s.numbers[m]:.2f}" for m in METRICS], str(s.numbers["videos"]),
+                      str(s.numbers["skipped"]), s.list)
+    table.add_row("[bold]mean[/bold]", *[
+        f"[bold]{100 * summary.mean[m]:.2f}" + ("" if summary.std[m] is None else f" ± {100 * summary.std[m]:.2f}")
+        + "[/bold]" for m in METRICS], str(sum(s.numbers["videos"] for s in summary.splits)),
+        str(sum(s.numbers["skipped"] for s in summary.splits)), "", end_section=False)
+    return table
