@@ -67,7 +67,7 @@ def test_dense_views_spread_over_the_video():
     views = [dense_view(100, 4, 2, k, 3) for k in range(3)]
     starts = [v[0] for v in views]
     assert starts == sorted(starts) and starts[0] < 30 < starts[1] < 60 < starts[2]
-    assert dense_view(100, 4, 2) == [46, 48, 50, 52]  # the centre window
+    assert dense_view(100, 4, 2) == [47, 49, 51, 53]  # the centre window
     # A window longer than the video covers the whole video instead, in order.
     assert dense_view(10, 8, 4) == tsn_view(10, 8)
     assert dense_train(5, 8, 2, torch.Generator()) == spread(5, 8)

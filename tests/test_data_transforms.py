@@ -15,8 +15,8 @@ from mbgf_cli.data.transforms import (
     normalize,
     random_resized_box,
     resize_short_side,
-    view_boxes,
     to_tchw,
+    view_boxes,
 )
 
 

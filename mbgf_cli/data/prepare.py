@@ -24,6 +24,7 @@ import tarfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -423,8 +424,8 @@ def resize_video(src, dst, short_side: int, gop: int = 16) -> None:
                 try:
                     for frame in source.decode(stream):
                         image = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
-                        image.pts = frames
-                        image.time_base = None
+                        # Renumbered 0, 1, 2, ... at the source's average rate: every frame kept, in order.
+                        image.pts, image.time_base = frames, 1 / Fraction(rate)
                         for packet in out.encode(image):
                             sink.mux(packet)
                         frames += 1

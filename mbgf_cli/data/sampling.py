@@ -63,7 +63,7 @@ def dense_view(num_frames: int, clip_len: int, frame_interval: int, clip: int = 
     span = (clip_len - 1) * frame_interval + 1
     if num_frames < span:
         return _squeeze(num_frames, clip_len)
-    start = int(round((num_frames - span) * (clip + 0.5) / num_clips))
+    start = int((num_frames - span) * (clip + 0.5) / num_clips + 0.5)  # round half up
     return [start + i * frame_interval for i in range(clip_len)]
 
 

@@ -269,6 +269,27 @@ def render(kind: str, rng: np.random.Generator, frames: int, size: int) -> np.nd
     return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> the planar yuv420p layout PyAV takes ([H * 3 / 2, W]): BT.601, limited
+    range, chroma averaged over 2x2 blocks, what decoders assume for an untagged H.264 stream.
+
+    Done here in numpy rather than by swscale, whose SIMD code paths depend on buffer alignment and
+    can round differently from one call to the next: the same seed must give the same bytes.
+    """
+    rgb = frame.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def half(c):
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.ravel(), half(u).ravel(), half(v).ravel()]
+    return np.clip(np.round(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def encode(path, frames: np.ndarray, fps: int = 16) -> None:
     """Write uint8 [T, H, W, 3] as an H.264 mp4 that is small and cheap to decode and to seek in."""
     path = Path(path)
@@ -278,7 +299,8 @@ def encode(path, frames: np.ndarray, fps: int = 16) -> None:
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.options = {"preset": "veryfast", "tune": "fastdecode", "crf": "23", "g": "16", "bf": "0", "threads": "1"}
         for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(array), format="yuv420p")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -336,9 +358,11 @@ def generate(
     """
     options = SyntheticOptions(class_set, videos_per_class, frames, size, fps, seed, val_fraction)
     class_names(class_set)  # validates the set name
-    if videos_per_class < 1 or frames < 2 or size < 16 or size % 2 or not 0 <= val_fraction < 1 or fps < 1:
+    # x264 reads uninitialised memory on frames of 32 px and less (2x2 macroblocks): the bytes would
+    # change from run to run, so 40 px is the smallest size that keeps "same seed, same videos".
+    if videos_per_class < 1 or frames < 2 or size < 40 or size % 2 or not 0 <= val_fraction < 1 or fps < 1:
         raise UserError(
-            "synthetic: need videos-per-class >= 1, frames >= 2, an even size >= 16, 0 <= val-fraction < 1, fps >= 1"
+            "synthetic: need videos-per-class >= 1, frames >= 2, an even size >= 40, 0 <= val-fraction < 1, fps >= 1"
         )
     out = Path(out_dir)
     manifest = out / "synthetic.json"
