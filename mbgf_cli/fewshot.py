@@ -582,6 +582,7 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
     template = fill_recipe(cfg.train, cfg.train.dataset)
     root, train_list, label_file = dataset_paths(template)
     class_names = read_labels(label_file)
+    per_variant, start_words, start_record = starting_weights(cfg, variants)
 
     if cfg.split_files:
         splits = read_split_files(cfg.split_files, len(class_names))
@@ -592,7 +593,6 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
         splits = write_splits(out, entries, sorted(set(cfg.shots)), list(dict.fromkeys(cfg.seeds)),
                               len(class_names), class_names, source=train_list)
 
-    per_variant, start_words, start_record = starting_weights(cfg, variants)
     if "start_model" in start_record:
         # Runs from a checkpoint take its backbone, frames and input size (frames and size: unless told).
         if cfg.train.model not in (None, start_record["start_model"]):

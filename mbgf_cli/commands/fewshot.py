@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -139,7 +141,8 @@ def fewshot(
                          style="dim")
 
     try:
-        outcome = engine.run_fewshot(cfg, on_run=announce)
+        with _results_to_stderr():  # each run's epoch tables are progress here; stdout is the table (or JSON)
+            outcome = engine.run_fewshot(cfg, on_run=announce)
     except training.TrainingInterrupted:
         err_console.print(f"[yellow]interrupted; run the same command again to resume ({out})[/yellow]",
                           highlight=False)
@@ -158,6 +161,16 @@ def fewshot(
     err_console.print(f"started from {outcome.start}; every run in {outcome.out / 'results.csv'}, the table as "
                       f"markdown in {outcome.out / 'table.md'}, the K-shot lists in {outcome.out / 'splits'}",
                       highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _results_to_stderr():
+    previous = getattr(console, "_file", None)  # None: follows sys.stdout
+    console.file = sys.stderr
+    try:
+        yield
+    finally:
+        console.file = previous
 
 
 def _str(path) -> str | None:
