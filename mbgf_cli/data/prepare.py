@@ -33,7 +33,7 @@ import numpy as np
 import labels
 from mbgf_cli.console import progress
 from mbgf_cli.data.annotations import check_relative, read_labels, write_labels, write_video_list
-from mbgf_cli.data.readers import VideoError, probe
+from mbgf_cli.data.readers import DECODERS, VideoError, probe
 from mbgf_cli.data.sources import FolderSource, open_source
 from mbgf_cli.errors import UserError, at
 
@@ -511,6 +511,8 @@ def finish(
     workers = workers or os.cpu_count() or 1
     if pack not in (None, "tar"):
         raise UserError(f"--pack must be 'tar', got {pack!r}")
+    if decoder not in DECODERS:
+        raise UserError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if resize is not None and resize < 16:
         raise UserError(f"--resize must be at least 16 pixels, got {resize}")
     videos_dir, tar_path, state_file = out / "videos", out / "videos.tar", out / ".prepare.json"
