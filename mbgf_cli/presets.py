@@ -1,0 +1,112 @@
+"""Dataset presets: label file, class count and the training recipe each dataset starts from.
+
+The real datasets follow X-CLIP's published fully-supervised recipe (30 epochs, 5 of linear warm-up,
+cosine to lr/100, AdamW betas 0.9/0.98, lr 8e-6 with 10x on new modules, weight decay 0.001, total
+batch 256 as 8 GPUs x 8 clips x 4 accumulation steps, label smoothing 0.1, mixup 0.8 / cutmix 1.0,
+text encoder frozen, 8 frames at 224). ``synthetic`` is the embedded CPU demo, sized so that a tiny
+model trained from random initialisation learns motion direction in a few minutes on 2 cores.
+Any option given on the command line wins over the preset.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import labels
+
+# Training recipe keys are TrainConfig field names (mbgf_cli/training.py).
+XCLIP_RECIPE = dict(
+    model="b16", variant="xclip", frames=8, input_size=None,
+    epochs=30, warmup_epochs=5, lr=8e-6, new_lr_mult=10.0, min_lr_ratio=0.01, weight_decay=0.001,
+    batch_size=8, total_batch=256, clip_grad=None, label_smoothing=0.1, mixup=0.8, cutmix=1.0,
+    freeze_text=True, flip=True, crop="multiscale", jitter=0.8, gray=0.2, prompts="all", cache_decoded=False,
+    workers=8,
+)
+
+# The synthetic demo: tiny from scratch, every parameter new, so one learning rate for all; motion
+# direction is the label, so no horizontal flip; small frames keep a step cheap on a CPU.
+SYNTHETIC_RECIPE = dict(
+    model="tiny", variant="clip", frames=8, input_size=64,
+    epochs=30, warmup_epochs=2, lr=1e-3, new_lr_mult=1.0, min_lr_ratio=0.01, weight_decay=0.05,
+    batch_size=16, total_batch=16, clip_grad=1.0, label_smoothing=0.0, mixup=0.0, cutmix=0.0,
+    freeze_text=False, flip=False, crop="multiscale", jitter=0.0, gray=0.0, prompts="one", cache_decoded=True,
+    workers=0,
+)
+
+# How the synthetic dataset is generated into the cache (arguments of data.synthetic.generate).
+SYNTHETIC_GENERATION = dict(class_set="a", videos_per_class=150, frames=32, size=64, seed=0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    num_classes: int
+    recipe: dict = field(default_factory=dict)
+    test_views: tuple[int, int] = (1, 1)  # the published test protocol (clips, crops) for `mbgf eval`
+
+    def label_file(self) -> Path | None:
+        """The shipped label CSV, or None where the labels come with the data (synthetic)."""
+        return labels.label_file(self.name) if self.name in labels.LABEL_FILES else None
+
+
+PRESETS = {
+    "k400": Preset("k400", 400, XCLIP_RECIPE, test_views=(4, 3)),
+    "ucf101": Preset("ucf101", 101, XCLIP_RECIPE, test_views=(1, 3)),
+    "hmdb51": Preset("hmdb51", 51, XCLIP_RECIPE, test_views=(1, 3)),
+    "synthetic": Preset("synthetic", 12, SYNTHETIC_RECIPE, test_views=(1, 1)),
+}
+
+# Used when no --dataset is given (explicit --root/--train-list/--val-list/--labels).
+GENERIC_RECIPE = {**XCLIP_RECIPE}
+
+
+def get_preset(name: str) -> Preset:
+    from mbgf_cli.errors import UserError
+
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def cache_dir() -> Path:
+    """mbgf's cache: ``$MBGF_CACHE``, default ``~/.cache/mbgf``."""
+    return Path(os.environ.get("MBGF_CACHE") or Path.home() / ".cache" / "mbgf").expanduser()
+
+
+def synthetic_dir(generation: dict | None = None) -> Path:
+    """Where the synthetic dataset with these generation settings lives in the cache."""
+    g = {**SYNTHETIC_GENERATION, **(generation or {})}
+    name = f"synthetic-{g['class_set']}-v{g['videos_per_class']}-f{g['frames']}-s{g['size']}-seed{g['seed']}"
+    return cache_dir() / "datasets" / name
+
+
+def ensure_synthetic(generation: dict | None = None, quiet: bool = False) -> Path:
+    """The synthetic dataset's directory, generating it on first use (later runs reuse it).
+
+    Generation goes to a temporary sibling that is renamed into place when complete, so an interrupted
+    generation is never mistaken for a dataset. Under torchrun only rank 0 generates; the others wait.
+    """
+    from mbgf_cli import distributed
+    from mbgf_cli.console import err_console
+
+    g = {**SYNTHETIC_GENERATION, **(generation or {})}
+    target = synthetic_dir(g)
+    if not (target / "train.txt").is_file() and int(os.environ.get("RANK", "0")) == 0:
+        from mbgf_cli.data import synthetic
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        if not quiet:
+            err_console.print(f"generating the synthetic dataset into {target} (first use only)")
+        synthetic.generate(staging, **g)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process finished first: keep theirs
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    distributed.barrier()
+    return target
