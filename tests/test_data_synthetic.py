@@ -143,14 +143,22 @@ def test_rotation_is_clockwise_on_screen(seed):
         offsets.append((xs[band].mean() - xs[obj].mean(), ys[band].mean() - ys[obj].mean()))
     o = np.array(offsets)
     turns = o[:-1, 0] * o[1:, 1] - o[:-1, 1] * o[1:, 0]
-    assert np.nansum(turns) > 0 and (turns > -1e-6).mean() > 0.8
+    # Resting frames jitter by a fraction of a pixel either way; the turning frames all go one way.
+    assert turns[turns > 0].sum() > 10 * -turns[turns < 0].sum()
 
 
-def test_object_is_large_and_stays_in_the_frame():
-    for seed in range(5):
-        h = track("horizontal", seed)
-        assert (h[:, 2] > 0.04 * 64 * 64).all()  # big enough to cover a 16 px patch at 64 px
-        assert (h[:, 0] > 0).all() and (h[:, 0] < 64).all()
+def test_objects_are_large_and_stay_in_the_frame():
+    for seed in range(6):
+        options = syn.SyntheticOptions(seed=seed)
+        video = syn.render("horizontal", syn.video_rng(options, 0, seed), 8, 64).astype(float)
+        background = np.clip(syn._background(syn.video_rng(options, 0, seed), 8, 64), 0, 1) * 255
+        masks = np.abs(video - background).sum(-1) > 40
+        for mask in masks:
+            ys, xs = np.nonzero(mask)
+            extent = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1
+            assert extent >= 0.22 * 64  # at least a 16 px ViT patch across at 64 px
+        area = masks.sum(axis=(1, 2))
+        assert area.min() > 0.8 * area.max()  # never cut by the frame's edge while it travels
 
 
 def test_generation_options_are_validated(tmp_path):
