@@ -17,6 +17,7 @@ keep the readable ones), ``--resize N`` (re-encode to short side N, in parallel)
 and renamed), lists are only rewritten when they change, and a complete tar is not rewritten.
 """
 
+import io
 import json
 import os
 import re
@@ -409,7 +410,7 @@ def resize_video(src, dst, short_side: int, gop: int = 16) -> None:
             if not source.streams.video:
                 raise VideoError("no video stream")
             stream = source.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_count = 1  # one process per video already keeps every core busy
             h, w = stream.codec_context.height, stream.codec_context.width
             if not h or not w:
                 raise VideoError("cannot open", "no frame size")
@@ -420,7 +421,8 @@ def resize_video(src, dst, short_side: int, gop: int = 16) -> None:
             with av.open(str(tmp), mode="w", format="mp4") as sink:
                 out = sink.add_stream("libx264", rate=rate)
                 out.width, out.height, out.pix_fmt = out_w, out_h, "yuv420p"
-                out.options = {"preset": "veryfast", "tune": "fastdecode", "crf": "23", "g": str(gop), "bf": "0"}
+                out.options = {"preset": "veryfast", "tune": "fastdecode", "crf": "23", "g": str(gop), "bf": "0",
+                               "threads": "1"}
                 try:
                     for frame in source.decode(stream):
                         image = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
@@ -466,8 +468,6 @@ def pack_tar(out: Path, rels: list[str], source) -> bool:
     """Write ``out/videos.tar``: uncompressed, members named by list path, sorted, with zeroed owner
     and time (the same videos give the same tar). Skipped when a tar with exactly these members
     exists. ``source`` may be the previous tar itself. Returns whether a tar was written."""
-    import io
-
     target = out / "videos.tar"
     wanted = sorted(set(rels))
     if target.is_file() and open_source(target).names() == wanted:

@@ -8,7 +8,8 @@ seeks to the keyframe before each and decodes from there; PyAV decodes forward a
 the picked frames to RGB).
 
 decoder="auto"   decord; PyAV when decord cannot open or decode the file.
-decoder="decord" decord only.     decoder="pyav"  PyAV only.
+decoder="decord" decord decodes (PyAV only counts frames when the container's count is wrong).
+decoder="pyav"   PyAV only.
 
 The frame count comes from the container. Containers lie (a raw .h264 stream has none, a .mkv only
 a duration, a re-muxed file a stale count), so when the count is missing, or reading the sampled
@@ -169,13 +170,14 @@ def _get(video, data, decoder: str, pick, num_frames: int):
     try:
         return video.get(pick(num_frames)), num_frames
     except VideoError as first:
-        if decoder == "decord":
-            raise
-        # The container's count may be wrong: count by decoding; if it differs, sample again.
+        # The container's count may be wrong: count by decoding (PyAV); if it differs, sample again.
         counted = _count(data)
-        if counted == num_frames and video.name == "pyav":
-            raise first from None
-        return PyAVVideo(data).get(pick(counted)), counted
+        if counted != num_frames:
+            reader = video if decoder == "decord" or video.name == "pyav" else PyAVVideo(data)
+            return reader.get(pick(counted)), counted
+        if decoder == "auto" and video.name == "decord":
+            return PyAVVideo(data).get(pick(counted)), counted  # decord cannot decode it, PyAV can
+        raise first from None
 
 
 def _count(data) -> int:
