@@ -112,21 +112,24 @@ def normalize(x: torch.Tensor, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     return x.mul_(scale).sub_(shift)
 
 
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
-_LUMA = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+# The 3x3 colour algebra is done in numpy float64: a dozen tiny torch ops would cost more than the pixels.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_LUMA = np.array([0.299, 0.587, 0.114])
+_TO_GRAY = np.outer(np.ones(3), _LUMA)  # each row: the luma weights
 
 
-def hue_matrix(shift: float) -> torch.Tensor:
+def hue_matrix(shift: float) -> np.ndarray:
     """3x3 RGB matrix that rotates hue by ``shift`` turns (a rotation of the YIQ chroma plane)."""
     c, s = math.cos(2 * math.pi * shift), math.sin(2 * math.pi * shift)
-    rotate = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=torch.float64)
-    return torch.linalg.inv(_RGB_TO_YIQ) @ rotate @ _RGB_TO_YIQ
+    rotate = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return _YIQ_TO_RGB @ rotate @ _RGB_TO_YIQ
 
 
 def color_matrix(
     brightness: float = 1.0, contrast: float = 1.0, saturation: float = 1.0, hue: float = 0.0,
     mean_luma: float = 0.5, gray: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Colour jitter and grayscale as one affine map of RGB in 0..1: ``y = M @ rgb + v``.
 
     Every step is linear: brightness scales; contrast blends towards the clip's mean grey (after
@@ -135,33 +138,32 @@ def color_matrix(
     grayscale keeps the grey. Composed, they cost one pass over the clip instead of one each (the
     result is clamped once at the end rather than after every step).
     """
-    eye = torch.eye(3, dtype=torch.float64)
-    to_gray = torch.ones(3, 1, dtype=torch.float64) @ _LUMA[None]  # each row: the luma weights
-    m, v = brightness * eye, torch.zeros(3, dtype=torch.float64)
+    m, v = brightness * np.eye(3), np.zeros(3)
     m, v = contrast * m, contrast * v + (1 - contrast) * brightness * mean_luma
-    sat = saturation * eye + (1 - saturation) * to_gray
+    sat = saturation * np.eye(3) + (1 - saturation) * _TO_GRAY
     m, v = sat @ m, sat @ v
-    turn = hue_matrix(hue)
-    m, v = turn @ m, turn @ v
+    if hue:
+        turn = hue_matrix(hue)
+        m, v = turn @ m, turn @ v
     if gray:
-        m, v = to_gray @ m, to_gray @ v
+        m, v = _TO_GRAY @ m, _TO_GRAY @ v
     return m, v
 
 
 def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
     """Float ``[T, 3, H, W]`` in 0..1, one set of factors for the whole clip (1, 1, 1, 0 = unchanged)."""
-    mean_luma = float((x.mean(dim=(0, 2, 3)).double() * _LUMA).sum())
+    mean_luma = float(x.mean(dim=(0, 2, 3)).double().numpy() @ _LUMA)
     m, v = color_matrix(brightness, contrast, saturation, hue, mean_luma)
-    return _affine(x, m, v, 1.0, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    return _affine(x, m, v, 1.0, np.zeros(3), np.ones(3))
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Float ``[T, 3, H, W]`` -> the same shape, every channel the luma."""
     m, v = color_matrix(gray=True)
-    return _affine(x, m, v, 1.0, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    return _affine(x, m, v, 1.0, np.zeros(3), np.ones(3))
 
 
-def _affine(x: torch.Tensor, m: torch.Tensor, v: torch.Tensor, scale: float, mean, std) -> torch.Tensor:
+def _affine(x: torch.Tensor, m: np.ndarray, v: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     """``clamp(m @ (x / scale) + v, 0, 1)`` per pixel, then ``(y - mean) / std``: contiguous float [T, 3, H, W].
 
     Written out per output channel (three multiply-adds on whole planes), which is several times
@@ -225,7 +227,7 @@ class TrainTransform:
         x = x.contiguous()
         b, c, s, hue = self.jitter_strength if jitter else (0.0, 0.0, 0.0, 0.0)
         # The clip's mean grey, from every 4th pixel of every 4th row: plenty for a contrast anchor.
-        mean_luma = float((x[:, :, ::4, ::4].float().mean(dim=(0, 2, 3)).double() * _LUMA).sum()) / 255
+        mean_luma = float(x[:, :, ::4, ::4].float().mean(dim=(0, 2, 3)).double().numpy() @ _LUMA) / 255
         m, v = color_matrix(
             brightness=1 + b * (2 * u[2] - 1),
             contrast=1 + c * (2 * u[3] - 1),
@@ -234,8 +236,7 @@ class TrainTransform:
             mean_luma=mean_luma,
             gray=gray,
         )
-        mean, std = torch.tensor(self.mean, dtype=torch.float64), torch.tensor(self.std, dtype=torch.float64)
-        return _affine(x, m, v, 255.0, mean, std)
+        return _affine(x, m, v, 255.0, np.asarray(self.mean), np.asarray(self.std))
 
 
 @dataclass
