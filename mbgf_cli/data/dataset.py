@@ -41,7 +41,6 @@ import tempfile
 import weakref
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -55,9 +54,17 @@ from mbgf_cli.errors import UserError, at
 
 
 def item_seed(*keys: int) -> int:
-    """A well-mixed 64-bit seed from small integers (seed, epoch, index, attempt)."""
-    words = [int(k) & 0xFFFFFFFF for k in keys] + [int(k) >> 32 & 0xFFFFFFFF for k in keys]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
+    """A well-mixed 64-bit seed from small integers (seed, epoch, index, attempt): splitmix64 over
+    the keys, so neighbouring indices or epochs give unrelated random streams."""
+    state = 0x9E3779B97F4A7C15
+    for key in keys:
+        state = (state ^ (int(key) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & _MASK64
+        state ^= state >> 29
+    return state
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def item_generator(*keys: int) -> torch.Generator:
@@ -220,12 +227,9 @@ class VideoDataset(Dataset):
         return self.failures_dir / f"{digest}.txt"
 
     def _known_bad(self, index: int) -> bool:
-        if index in self._bad:
-            return True
-        if self._marker(index).exists():
-            self._bad.add(index)
-            return True
-        return False
+        # Per process: a worker that has not met a bad video yet tries it once itself (a failed open
+        # costs about a millisecond) rather than looking for markers on every item.
+        return index in self._bad
 
     def _record_failure(self, index: int, error: VideoError, warn: bool = True):
         self._bad.add(index)
