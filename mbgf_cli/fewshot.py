@@ -432,13 +432,9 @@ PUBLISHED_RECIPE = dict(
 )
 
 # The synthetic demonstration: fine-tune the tiny model trained on class set a (`mbgf train --dataset
-# synthetic`) on K videos per class of set b. Small batches so that K=2 (24 clips) still makes steps;
-# no flip (direction is the label); sized for a 2-core CPU (see README).
-SYNTHETIC_RECIPE = dict(
-    model="tiny", frames=8, input_size=64, epochs=12, warmup_epochs=1, lr=3e-4, new_lr_mult=1.0,
-    min_lr_ratio=0.01, weight_decay=0.05, batch_size=8, total_batch=8, label_smoothing=0.0, mixup=0.0,
-    cutmix=0.0, clip_grad=1.0, freeze_text=False, prompts="one", flip=False, cache_decoded=True,
-)
+# synthetic`) on K videos per class of set b. Batches of 8 so that K=2 (24 clips) still makes steps; the
+# rest (no flip: direction is the label; frames in memory; ...) is the synthetic preset's recipe.
+SYNTHETIC_RECIPE = dict(epochs=30, warmup_epochs=2, lr=3e-4, batch_size=8, total_batch=8)
 
 # Set b of the synthetic generator, in the cache: 40 train and 10 val videos per class.
 SYNTHETIC_B_GENERATION = dict(class_set="b", videos_per_class=50)
@@ -553,16 +549,17 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
     config = checkpoint.read_meta(init_dir)["config"]
     held = Variant(name=config["variant"] + ("+mbgf" if config.get("mbgf") else ""), variant=config["variant"],
                    mbgf=bool(config.get("mbgf")))
+    digest = file_digest(checkpoint.model_file(init_dir))
     per_variant = {}
     for v in variants:
         if (v.variant, v.mbgf) == (held.variant, held.mbgf):
             per_variant[v.name] = {"init": str(init_dir)}
-        else:
-            clip_file = clip_weights_from_checkpoint(init_dir, Path(cfg.out) / "start_clip.safetensors")
-            per_variant[v.name] = {"pretrained": str(clip_file)}
+        else:  # named by the checkpoint's digest: a retrained checkpoint never meets an old extract
+            clip_file = clip_weights_from_checkpoint(init_dir, Path(cfg.out) / f"start_clip-{digest[:12]}.safetensors")
+            per_variant[v.name] = {"pretrained": str(clip_file.resolve())}
     words = (f"{init_dir} ({held.name}; other variants from its CLIP weights)"
              if any("pretrained" in p for p in per_variant.values()) else str(init_dir))
-    record = {"start": str(init_dir.resolve()), "start_sha256": file_digest(checkpoint.model_file(init_dir)),
+    record = {"start": str(init_dir.resolve()), "start_sha256": digest,
               "start_model": config["model"], "start_frames": config.get("frames"),
               "start_input_size": config.get("input_size")}
     return per_variant, words, record
