@@ -56,7 +56,10 @@ class DecordVideo:
         except Exception as e:  # decord raises RuntimeError, DECORDError, AssertionError
             raise VideoError("cannot open", _first_line(e)) from None
         self.num_frames = len(self._reader)
-        self.fps = float(self._reader.get_avg_fps() or 0.0)
+
+    @property
+    def fps(self) -> float:
+        return float(self._reader.get_avg_fps() or 0.0)  # asked for by --check only, not per clip
 
     def get(self, indices) -> np.ndarray:
         unique = sorted(set(int(i) for i in indices))
