@@ -10,8 +10,8 @@ the video embedding of the variant without MBGF, the *base* ``b [B, E]``.
 - motion ``m`` (:class:`MotionBranch`): ``p`` normalised and projected W -> W/4, temporal differences
   ``p[t+1] - p[t]``, a depthwise temporal convolution, GELU, mean over the patches, linear to E, mean
   over the T-1 steps;
-- gate ``g = softmax(MLP([a; s; m]))`` in R^{B x 3} (appearance, temporal, motion);
-- output ``v = b + g_s P_s(s) + g_m P_m(m)`` with P_s, P_m linear maps initialised to zero.
+- gate ``g = softmax(MLP([â; ŝ; m̂]))`` (x̂ = x/|x|) in R^{B x 3} (appearance, temporal, motion);
+- output ``v = b + g_s P_s(ŝ) + g_m P_m(m̂)`` with P_s, P_m linear maps initialised to zero.
 
 What the base is, and why: MBGF at initialisation must equal the variant without MBGF, same weights.
 For ``clip`` the base is ``a`` itself, which is DESIGN.md's formula word for word. For ``actionclip``
@@ -102,11 +102,10 @@ class MBGF(nn.Module):
             ("gelu", nn.GELU()),
             ("out", nn.Linear(hidden, len(BRANCHES))),
         ]))
-        self.gate_ln = LayerNorm(embed_dim)  # per branch, so that no branch's scale dominates the gate
         self.temporal_proj = nn.Linear(embed_dim, embed_dim)  # P_s
         self.motion_proj = nn.Linear(embed_dim, embed_dim)    # P_m
         init_new_weights(self.gate)
-        init_new_weights(self.gate_ln)
+        nn.init.zeros_(self.gate.out.weight)  # the gate starts uniform (1/3 each)
         for proj in (self.temporal_proj, self.motion_proj):  # zero: MBGF starts as the base exactly
             nn.init.zeros_(proj.weight)
             nn.init.zeros_(proj.bias)
@@ -120,8 +119,13 @@ class MBGF(nn.Module):
         if temporal is None:
             temporal = self.temporal(frames)
         motion = self.motion(patch_tokens)
-        branches = torch.stack([appearance, temporal, motion.to(appearance.dtype)], dim=1)  # [B, 3, E]
-        gates = self.gate(self.gate_ln(branches).flatten(1)).float().softmax(dim=-1)
-        video = (base + gates[:, 1:2].to(base.dtype) * self.temporal_proj(temporal)
-                 + gates[:, 2:3].to(base.dtype) * self.motion_proj(motion))
+        # The gate and P_s, P_m see unit vectors. The branches' scales differ by orders of magnitude,
+        # and with unit-norm inputs an optimiser step moves a layer's output by about lr * sqrt(E), a
+        # small part of the embedding: with unit-variance inputs (LayerNorm), one Adam step at lr 1e-2
+        # already rivals the whole embedding, and the gate saturates within a few steps, shutting a
+        # branch for good.
+        a, s, m = (F.normalize(x.float(), dim=-1) for x in (appearance, temporal, motion))
+        gates = self.gate(torch.cat([a, s, m], dim=-1).to(appearance.dtype)).float().softmax(dim=-1)
+        video = (base + gates[:, 1:2].to(base.dtype) * self.temporal_proj(s.to(base.dtype))
+                 + gates[:, 2:3].to(base.dtype) * self.motion_proj(m.to(base.dtype)))
         return video, {"gates": gates, "appearance": appearance, "temporal": temporal, "motion": motion}

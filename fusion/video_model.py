@@ -55,8 +55,7 @@ class VideoCLIP(nn.Module):
         variant = config.variant
 
         # CLIP, under its own names.
-        self.visual = CrossFrameVisionTransformer.from_clip(clip_model.visual) if variant == "xclip" \
-            else clip_model.visual
+        self.visual = CrossFrameVisionTransformer(clip_model.visual) if variant == "xclip" else clip_model.visual
         self.transformer = clip_model.transformer
         self.token_embedding = clip_model.token_embedding
         self.positional_embedding = clip_model.positional_embedding

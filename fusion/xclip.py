@@ -31,22 +31,18 @@ from clip.model import (
 from fusion.heads import check_frames, init_new_weights
 
 
-class CrossFrameAttentionBlock(ResidualAttentionBlock):
-    """A CLIP block with X-CLIP's cross-frame communication; input ``[B*T, L, W]``, frames grouped by video."""
+class CrossFrameAttentionBlock(nn.Module):
+    """A CLIP block with X-CLIP's cross-frame communication; input ``[B*T, L, W]``, frames grouped by
+    video. Built around a CLIP block, whose layers it adopts (shared, not copied)."""
 
-    def __init__(self, width: int, heads: int):
-        super().__init__(width, heads)
+    def __init__(self, block: ResidualAttentionBlock):
+        super().__init__()
+        width, heads = block.attn.width, block.attn.heads
         self.message_fc = nn.Linear(width, width)
         self.message_ln = LayerNorm(width)
         self.message_attn = MultiheadAttention(width, heads)
-        self.reset_message_parameters()
-
-    def reset_message_parameters(self, device: torch.device | str | None = None) -> None:
-        """(Re)create the message layers' tensors on ``device`` if given, and initialise them."""
-        for layer in (self.message_fc, self.message_ln, self.message_attn):
-            if device is not None:
-                layer.to_empty(device=device)
-            init_new_weights(layer)
+        init_new_weights(self)  # before adopting CLIP's layers: only the message layers are new
+        self.attn, self.ln_1, self.mlp, self.ln_2 = block.attn, block.ln_1, block.mlp, block.ln_2
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         bt, length, width = x.shape
@@ -63,11 +59,11 @@ class CrossFrameAttentionBlock(ResidualAttentionBlock):
 class CrossFrameTransformer(nn.Module):
     """The block stack of :class:`CrossFrameVisionTransformer` (``visual.transformer.resblocks.N``)."""
 
-    def __init__(self, width: int, layers: int, heads: int):
+    def __init__(self, transformer: Transformer):
         super().__init__()
-        self.width, self.layers = width, layers
-        self.resblocks = nn.Sequential(*[CrossFrameAttentionBlock(width, heads) for _ in range(layers)])
-        self.grad_checkpointing = False
+        self.width, self.layers = transformer.width, transformer.layers
+        self.resblocks = nn.Sequential(*[CrossFrameAttentionBlock(block) for block in transformer.resblocks])
+        self.grad_checkpointing = transformer.grad_checkpointing
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         if x.shape[0] % frames:
@@ -80,30 +76,28 @@ class CrossFrameTransformer(nn.Module):
         return x
 
 
-class CrossFrameVisionTransformer(VisionTransformer):
-    """CLIP's ViT with cross-frame communication in every block; CLIP's key names plus ``message_*``."""
+class CrossFrameVisionTransformer(nn.Module):
+    """X-CLIP's image encoder around a CLIP ViT: the ViT's layers and tensors are adopted (shared, not
+    copied; the ViT itself is left as it was), each block gains message layers. Keys: CLIP's, plus
+    ``transformer.resblocks.N.message_*``."""
 
-    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
-                 output_dim: int):
-        super().__init__(input_resolution, patch_size, width, layers, heads, output_dim)
-        self.transformer = CrossFrameTransformer(width, layers, heads)
+    # CLIP's patch embedding, position resizing and output head, unchanged, on the adopted tensors.
+    embed = VisionTransformer.embed
+    head = VisionTransformer.head
+    positions_for = VisionTransformer.positions_for
 
-    @classmethod
-    def from_clip(cls, visual: VisionTransformer) -> "CrossFrameVisionTransformer":
-        """X-CLIP's encoder around a CLIP ViT's tensors (shared, not copied); only the message layers
-        are new. ``visual`` itself is left unchanged."""
-        width, layers = visual.transformer.width, visual.transformer.layers
-        heads = visual.transformer.resblocks[0].attn.heads
-        with torch.device("meta"):  # a skeleton: no memory, no random init of weights we replace anyway
-            model = cls(visual.input_resolution, visual.patch_size, width, layers, heads, visual.output_dim)
-        result = model.load_state_dict(visual.state_dict(keep_vars=True), strict=False, assign=True)
-        not_messages = [k for k in result.missing_keys if ".message_" not in k]
-        if not_messages or result.unexpected_keys:
-            raise ValueError(f"not a CLIP ViT: missing {not_messages[:3]}, unexpected {result.unexpected_keys[:3]}")
-        for block in model.transformer.resblocks:
-            block.reset_message_parameters(device=visual.conv1.weight.device)
-        model.transformer.grad_checkpointing = visual.transformer.grad_checkpointing
-        return model.train(visual.training)
+    def __init__(self, visual: VisionTransformer):
+        super().__init__()
+        self.input_resolution, self.patch_size, self.output_dim = \
+            visual.input_resolution, visual.patch_size, visual.output_dim
+        self.grid_size = visual.grid_size
+        self.conv1 = visual.conv1
+        self.class_embedding = visual.class_embedding
+        self.positional_embedding = visual.positional_embedding
+        self.ln_pre = visual.ln_pre
+        self.transformer = CrossFrameTransformer(visual.transformer)
+        self.ln_post = visual.ln_post
+        self.proj = visual.proj
 
     def forward(self, images: torch.Tensor, frames: int, return_tokens: bool = False):
         """``[B*T, 3, H, W]`` (T consecutive frames per clip) -> ``[B*T, output_dim]``; with

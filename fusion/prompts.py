@@ -1,0 +1,43 @@
+"""Class-name prompts: this project's own templates, and class names -> ``[K, P, 77]`` token ids.
+
+Training draws one template per video; evaluation combines all of them (see :mod:`fusion.video_model`).
+The bare class name is one of the templates (X-CLIP prompts with the class name alone).
+"""
+
+import torch
+
+TEMPLATES = (
+    "a video clip of {}.",
+    "a short video showing {}.",
+    "footage of {}.",
+    "a recording of {}.",
+    "the action shown is {}.",
+    "an example of the action {}.",
+    "a sequence of frames showing {}.",
+    "{}, seen in a video.",
+    "what happens here: {}.",
+    "{}",
+)
+
+
+def class_prompts(class_names: list[str], templates: tuple[str, ...] | list[str] = TEMPLATES) -> list[list[str]]:
+    """Every class name in every template: ``K`` lists of ``P`` strings. Underscores in names (as in
+    some label files) become spaces."""
+    if not templates:
+        raise ValueError("no prompt templates")
+    names = [name.replace("_", " ").strip() for name in class_names]
+    return [[template.format(name) for template in templates] for name in names]
+
+
+def class_tokens(class_names: list[str], templates: tuple[str, ...] | list[str] = TEMPLATES,
+                 context_length: int = 77) -> torch.Tensor:
+    """Token ids ``[K, P, context_length]`` of every class name in every template (``clip.tokenize``;
+    over-long prompts are truncated, keeping their end-of-text token)."""
+    from clip.tokenizer import tokenize
+
+    prompts = class_prompts(class_names, templates)
+    flat = [prompt for per_class in prompts for prompt in per_class]
+    return tokenize(flat, context_length=context_length, truncate=True).view(len(prompts), len(templates), -1)
+
+
+tokenize_classes = class_tokens
