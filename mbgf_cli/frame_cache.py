@@ -11,6 +11,7 @@ DataLoader workers started after :meth:`CachedVideoDataset.fill` share the frame
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -28,6 +29,11 @@ def _decode_all(job):
         return e
 
 
+def _ignore_sigint():
+    # Ctrl-C in a terminal reaches every process of the group: the training loop handles it, not the decoders.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class CachedVideoDataset(VideoDataset):
     """A VideoDataset whose videos are decoded once and kept in memory (call :meth:`fill` first)."""
 
@@ -41,7 +47,7 @@ class CachedVideoDataset(VideoDataset):
         task = bar.add_task(description, total=len(jobs), info="") if bar is not None else None
         results = []
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1), initializer=_ignore_sigint) as pool:
                 for result in pool.map(_decode_all, jobs, chunksize=16):
                     results.append(result)
                     if task is not None:

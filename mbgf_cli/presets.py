@@ -31,7 +31,7 @@ SYNTHETIC_RECIPE = dict(
     model="tiny", variant="clip", frames=8, input_size=64,
     epochs=30, warmup_epochs=2, lr=1e-3, new_lr_mult=1.0, min_lr_ratio=0.01, weight_decay=0.05,
     batch_size=16, total_batch=16, clip_grad=1.0, label_smoothing=0.0, mixup=0.0, cutmix=0.0,
-    freeze_text=False, flip=False, crop="multiscale", jitter=0.0, gray=0.0, prompts="one", cache_decoded=True,
+    freeze_text=True, flip=False, crop="multiscale", jitter=0.0, gray=0.0, prompts="one", cache_decoded=True,
     workers=0,
 )
 
@@ -77,9 +77,15 @@ def cache_dir() -> Path:
 
 
 def synthetic_dir(generation: dict | None = None) -> Path:
-    """Where the synthetic dataset with these generation settings lives in the cache."""
+    """Where the synthetic dataset with these generation settings lives in the cache. The name holds
+    the settings and a digest of the generator's code, so a changed generator makes a new dataset."""
+    import hashlib
+
+    from mbgf_cli.data import synthetic
+
     g = {**SYNTHETIC_GENERATION, **(generation or {})}
-    name = f"synthetic-{g['class_set']}-v{g['videos_per_class']}-f{g['frames']}-s{g['size']}-seed{g['seed']}"
+    code = hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:8]
+    name = f"synthetic-{g['class_set']}-v{g['videos_per_class']}-f{g['frames']}-s{g['size']}-seed{g['seed']}-{code}"
     return cache_dir() / "datasets" / name
 
 

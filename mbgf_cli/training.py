@@ -95,7 +95,18 @@ class TrainConfig:
 
 
 # Options that may change when resuming: they do not change what is computed.
-RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "inject_nan_at_step", "stop_at_step")
+RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict")
+TEST_HOOKS = ("inject_nan_at_step", "stop_at_step")  # never carried over into a resumed run
+
+
+def check_resume_options(cfg: TrainConfig) -> None:
+    """``--resume`` continues the saved run as it was: refuse options that would change what it computes."""
+    changed = [key for key in asdict(cfg) if key not in (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out")
+               and getattr(cfg, key) != getattr(TrainConfig(), key)]
+    if changed:
+        raise UserError(f"--resume continues {cfg.resume} as it was saved, so it takes no "
+                        f"{', '.join('--' + k.replace('_', '-') for k in changed)} (with --resume only "
+                        f"{', '.join('--' + k for k in RESUME_OVERRIDABLE)} may be given)")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -156,6 +167,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
         for key in RESUME_OVERRIDABLE:
             if getattr(cfg, key) != getattr(TrainConfig(), key):
                 setattr(saved, key, getattr(cfg, key))
+        for key in TEST_HOOKS:
+            setattr(saved, key, getattr(cfg, key))
         saved.resume, saved.out = str(resume_dir), str(resume_dir.parent)
         cfg = saved
     else:
@@ -248,7 +261,18 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
 
                     step_loss = torch.zeros((), device=device)
                     for micro_step in range(accum_steps):
-                        clips, labels, _ = next(batches)
+                        try:
+                            clips, labels, _ = next(batches)
+                        except Exception:
+                            if not stop.requested:
+                                raise
+                            # Ctrl-C from a terminal also reached the loader's workers: stop before this step
+                            optimizer.zero_grad(set_to_none=True)
+                            state = train_state(cfg, optimizer, scaler, ctx, (epoch, step, iteration), sums,
+                                                history, best)
+                            save_run_checkpoint(out / "last", raw_model, cfg, class_names, epoch, history, state,
+                                                ctx)
+                            raise TrainingInterrupted(out / "last") from None
                         clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
                         clips, targets = mix_batch(clips, labels, len(class_names), cfg, iteration, ctx.rank)
                         # DDP all-reduces gradients on the last micro-batch of the step only
@@ -656,7 +680,10 @@ def write_json(path: Path, obj) -> None:
 
 
 class EpochTable:
-    """One row per epoch (the header once), as a rich table."""
+    """One row per epoch as it ends (the header once), columns of fixed width so the rows line up."""
+
+    COLUMNS = (("epoch", 7), ("train loss", 10), ("val top-1", 9), ("val top-5", 9), ("mean class", 10),
+               ("best", 6), ("lr", 7), ("clips/s", 7))
 
     def __init__(self):
         self.rows = 0
@@ -665,17 +692,17 @@ class EpochTable:
         from rich import box
         from rich.table import Table
 
-        table = Table(box=box.SIMPLE_HEAD, show_header=self.rows == 0, pad_edge=False)
-        for name, width in (("epoch", 7), ("train loss", 10), ("val top-1", 9), ("val top-5", 9),
-                            ("mean class", 10), ("best top-1", 10), ("lr", 9), ("clips/s", 8)):
-            table.add_column(name, justify="right", width=width)
+        table = Table(box=box.SIMPLE_HEAD, show_header=self.rows == 0, show_edge=False, pad_edge=False,
+                      padding=(0, 0, 0, 1))
+        for name, width in self.COLUMNS:
+            table.add_column(name, justify="right", min_width=width, max_width=width, no_wrap=True)
 
         def pct(v):
             return "-" if v is None else f"{100 * v:.2f}"
 
         table.add_row(f"{record['epoch']}/{epochs}", f"{record['train_loss']:.4f}", pct(record.get("top1")),
                       pct(record.get("top5")), pct(record.get("mean_class")), pct(record.get("best_top1")),
-                      f"{record['lr']:.2e}", f"{record['clips_per_s']:.1f}")
+                      f"{record['lr']:.1e}", f"{record['clips_per_s']:.1f}")
         console.print(table)
         self.rows += 1
 

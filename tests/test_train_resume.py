@@ -1,6 +1,10 @@
 """A run stopped (Ctrl-C or a NaN) and resumed gives what a run that never stopped gives."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -8,6 +12,7 @@ import torch
 from mbgf_cli.checkpoint import load_checkpoint, load_train_state, read_meta
 from tests.test_train_support import (
     TINY_RUN,
+    env_without_torchrun,
     make_dataset,
     read_metrics,
     run_cli,
@@ -83,7 +88,34 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(toy_dataset
     assert [r["epoch"] for r in read_metrics(out)] == [1]
 
 
-def test_resume_without_a_training_state_is_refused(toy_dataset, tmp_path, capsys):
+def test_resume_refuses_a_missing_checkpoint_and_options_that_would_change_the_run(tmp_path, capsys):
     missing = tmp_path / "nothing" / "last"
     code, _, stderr = run_cli(["train", "--resume", missing], capsys)
     assert code == 2 and "no such checkpoint directory" in stderr
+    code, _, stderr = run_cli(["train", "--resume", missing, "--lr", "1e-2", "--workers", "2"], capsys)
+    message = " ".join(stderr.split())
+    assert code == 2 and "takes no --lr" in message and "--workers" not in message.split("(")[0]
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_resumable_checkpoint_and_stops(toy_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--root", str(toy_dataset), *TINY_RUN, "--epochs", "500",
+            "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "mbgf_cli", *map(str, args)], env=env_without_torchrun(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupt once the first epoch is logged, i.e. somewhere inside a later one.
+        while not (out / "metrics.jsonl").is_file() and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    message = " ".join(stderr.split())
+    assert "Ctrl-C" in message and f"--resume {out / 'last'}" in message
+    state = load_train_state(out / "last")
+    position = state["position"]
+    assert position["epoch"] >= 1 and position["iteration"] == position["epoch"] * STEPS_PER_EPOCH + position["step"]
+    assert read_meta(out / "last")["class_names"] == load_checkpoint(out / "last")[1]["class_names"]

@@ -117,6 +117,10 @@ def train(
     """Train a video model (also under torchrun --nproc-per-node N -m mbgf_cli train ...)."""
     from mbgf_cli import training
 
+    if resume is not None and out is not None:
+        from mbgf_cli.errors import UserError
+
+        raise UserError("--resume writes into the resumed run's folder; leave out --out")
     if resume is None and dataset is None and root is None:
         from mbgf_cli.errors import UserError
 
@@ -135,6 +139,8 @@ def train(
     )
     if resume is None:
         cfg.out = str(out) if out is not None else training.default_out_dir(cfg)
+    else:
+        training.check_resume_options(cfg)
     try:
         summary = training.train(cfg)
     except training.TrainingInterrupted as e:
