@@ -5,8 +5,13 @@ Knows nothing about files or the command line.
     import fusion
     model = fusion.build_video_model(model="b16", variant="xclip", mbgf=True, frames=8, pretrained=True)
     logits = model(clips, class_tokens)       # [B, T, 3, H, W], [K, 77] or [K, P, 77] -> [B, K]
+    logits, details = model(clips, class_tokens, return_details=True)   # details["gates"]: [B, 3]
+
+Modules: ``registry`` (names -> models, VideoModelConfig), ``video_model`` (VideoCLIP), ``heads``
+(ActionCLIP), ``xclip`` (X-CLIP), ``mbgf`` (MBGF), ``prompts``, ``losses``, ``mixup``.
 """
 
+from fusion import losses, mixup, prompts
 from fusion.registry import (
     BACKBONES,
     CLIP_MEAN,
@@ -35,4 +40,7 @@ __all__ = [
     "build_from_config",
     "build_video_model",
     "build_video_model_from_config",
+    "losses",
+    "mixup",
+    "prompts",
 ]

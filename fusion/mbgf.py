@@ -20,12 +20,13 @@ and ``xclip`` the variant's embedding is its head's output, which already holds 
 gated, zero-initialised corrections on top of it. With P_s = P_m = 0 the output is the base exactly
 (adding exact zeros), while the appearance still feeds the gate.
 
-Gradients at step 0: only P_s and P_m (and their biases) receive gradient, since the zero maps block
-the path to the gate and the branch internals; one optimiser step later everything trains (the usual
-zero-initialised residual).
+The gate's last layer starts at zero (gates exactly 1/3 each). Gradients at step 0: only P_s and P_m
+(and their biases) receive gradient, since the zero maps block the path to the gate and the branch
+internals; one optimiser step later everything trains (the usual zero-initialised residual). The
+gate and P_s, P_m read unit vectors (see :meth:`MBGF.forward` for why).
 
-Cost on ViT-B/16, 8x224: the W -> W/4 projection of 8 x 196 patch tokens (~0.23 GMACs) dominates;
-with the gate, P_s, P_m and the temporal block it is ~0.3 G on ~140 G (~0.2%).
+Cost on ViT-B/16, 8x224 (multiply-adds): +0.26 G on 140.5 G for CLIP (+0.18%), +0.23 G (+0.17%) for
+ActionCLIP and X-CLIP; the W -> W/4 projection of 8 x 196 patch tokens is most of it.
 """
 
 from collections import OrderedDict

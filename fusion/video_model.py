@@ -113,7 +113,7 @@ class VideoCLIP(nn.Module):
         self._text_cache = None
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names conventionally kept out of weight decay: embeddings, positions, gates' alpha,
+        """Parameter names conventionally kept out of weight decay: embeddings, positions, X-CLIP's alpha,
         the logit scale (norms and biases are recognised by their shape)."""
         return {name for name, p in self.named_parameters()
                 if p.ndim < 2 or "embedding" in name or name.endswith(("alpha", "logit_scale"))}
