@@ -31,6 +31,10 @@ class Context:
         return self.world_size > 1
 
 
+def is_main() -> bool:
+    return not active() or dist.get_rank() == 0
+
+
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 

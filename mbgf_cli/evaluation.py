@@ -231,9 +231,7 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
                                      ctx.device, autocast=autocast, explain=cfg.explain, bar=bar,
                                      description=f"eval {views[0]}x{views[1]} views")
         info = {"model": name, "list": str(dataset.list_file), "views": f"{views[0]}x{views[1]}",
-                "class_names": class_names, "dataset": dataset,
-                "skipped_line": dataset.skipped_summary(Path(cfg.predictions or ".").parent / "skipped.txt")
-                if result.skipped and ctx.is_main else None}
+                "class_names": class_names, "skipped_line": skipped_line(dataset, cfg) if result.skipped else None}
         if ctx.is_main:
             if cfg.predictions:
                 write_predictions(cfg.predictions, result, dataset.samples, class_names)
@@ -247,6 +245,16 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         return result, info
     finally:
         distributed.cleanup()
+
+
+def skipped_line(dataset, cfg: EvalConfig) -> str:
+    """What was skipped: the list goes next to --predictions when given, else the first few are named."""
+    if cfg.predictions and distributed.is_main():
+        return dataset.skipped_summary(Path(cfg.predictions).with_name("skipped.txt"))
+    failures = dataset.failures()
+    named = ", ".join(f"{path} ({reason})" for path, reason in failures[:5])
+    more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+    return f"{len(failures)} video(s) skipped (not scored): {named}{more}"
 
 
 def resolve_eval_data(cfg: EvalConfig, preset) -> tuple[Path, str, Path]:

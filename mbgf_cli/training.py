@@ -158,6 +158,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
+    started = time.perf_counter()
     # ---- configuration: a resumed run is the saved run; only options that change nothing computed may differ
     resume_state = None
     if cfg.resume:
@@ -179,6 +180,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
         if not cfg.resume and (out / "last").exists():
             raise UserError(f"{out}: holds a run already (last/); resume it with --resume {out / 'last'}, "
                             "or choose another --out")
+        write_json(out / "config.json", cfg.to_dict())  # every setting of the run, presets filled in
     distributed.barrier()
     device = ctx.device
 
@@ -364,6 +366,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
         stop.uninstall()
 
     summary = make_summary(history, best, out)
+    summary["wall_seconds"] = time.perf_counter() - started  # this invocation, data preparation included
     if ctx.is_main:
         write_json(out / "summary.json", summary)
         if cfg.plot:

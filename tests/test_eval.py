@@ -84,6 +84,7 @@ def test_eval_command_counts_views_skips_broken_videos_and_writes_outputs(toy_da
     assert len(rows) == 13
     assert [r["status"] for r in rows].count("skipped") == 1
     assert next(r for r in rows if r["status"] == "skipped")["video"] == "broken.mp4"
+    assert (tmp_path / "skipped.txt").read_text().startswith("broken.mp4\t")  # the list, next to the predictions
     correct = sum(int(r["correct"]) for r in rows if r["status"] == "ok")
     assert correct / 12 == pytest.approx(result["top1"])
 
