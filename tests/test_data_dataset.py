@@ -217,3 +217,18 @@ def test_list_file_is_found_in_the_root_and_item_seed_is_a_pure_function(dataset
     assert torch.equal(ds[(2, 7)][0], ds2[2][0])
     assert not torch.equal(ds[(2, 7)][0], VideoDataset(dataset_root, "train.txt", 2, frames=2, input_size=32, seed=5)[(2, 7)][0])
     assert grey_level(ds[(0, 0)][0][0]) > 0
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_normalisation_follows_the_given_mean_and_std(dataset_root, train):
+    """A model trained with other statistics (X-CLIP: ImageNet's) gets its own normalisation."""
+    imagenet_mean, imagenet_std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    options = dict(frames=4, input_size=32, train=train, jitter=0.0, gray=0.0, flip=False, crop="center")
+    clip_normalised = VideoDataset(dataset_root, "train.txt", 2, **options)[2][0]
+    imagenet_normalised = VideoDataset(dataset_root, "train.txt", 2, mean=imagenet_mean, std=imagenet_std,
+                                       **options)[2][0]
+    shape = (3, 1, 1)
+    pixels = clip_normalised * torch.tensor(CLIP_STD).view(shape) + torch.tensor(CLIP_MEAN).view(shape)
+    expected = (pixels - torch.tensor(imagenet_mean).view(shape)) / torch.tensor(imagenet_std).view(shape)
+    assert torch.allclose(imagenet_normalised, expected, atol=1e-4)
+    assert not torch.allclose(imagenet_normalised, clip_normalised, atol=1e-2)

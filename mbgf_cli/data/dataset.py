@@ -49,7 +49,7 @@ from mbgf_cli.data.annotations import missing_entries_message, read_video_list_e
 from mbgf_cli.data.readers import DECODERS, VideoError, read_frames
 from mbgf_cli.data.sampling import FrameSampler
 from mbgf_cli.data.sources import open_source
-from mbgf_cli.data.transforms import TestTransform, TrainTransform
+from mbgf_cli.data.transforms import CLIP_MEAN, CLIP_STD, TestTransform, TrainTransform
 from mbgf_cli.errors import UserError, at
 
 
@@ -90,6 +90,8 @@ class VideoDataset(Dataset):
     crop         train crop: "multiscale" | "random_resized" | "center"
     jitter, gray probabilities of colour jitter and of grayscale at train time (0 disables)
     test_resize  "input" (short side to S) | "256/224" (short side to S*256/224)
+    mean, std    per-channel normalisation on the 0-1 scale (CLIP's by default; a converted X-CLIP
+                 checkpoint records ImageNet's, and the model's config carries them here)
     """
 
     def __init__(
@@ -113,6 +115,8 @@ class VideoDataset(Dataset):
         test_resize: str = "input",
         failures_dir=None,
         max_replacements: int = 20,
+        mean: tuple[float, float, float] = CLIP_MEAN,
+        std: tuple[float, float, float] = CLIP_STD,
     ):
         if decoder not in DECODERS:
             raise UserError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
@@ -136,9 +140,11 @@ class VideoDataset(Dataset):
         try:
             self.sampler = FrameSampler(frames, sampling, frame_interval)
             if train:
-                self.transform = TrainTransform(input_size, crop=crop, flip=flip, jitter=jitter, gray=gray)
+                self.transform = TrainTransform(input_size, crop=crop, flip=flip, jitter=jitter, gray=gray,
+                                                mean=tuple(mean), std=tuple(std))
             else:
-                self.transform = TestTransform(input_size, crops=crops, resize=test_resize)
+                self.transform = TestTransform(input_size, crops=crops, resize=test_resize, mean=tuple(mean),
+                                               std=tuple(std))
         except ValueError as e:
             raise UserError(str(e)) from None
 
