@@ -201,7 +201,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
     class_tokens = class_text_tokens(class_names, cfg.prompts).to(device)
 
     # ---- optimiser: AdamW over (CLIP | new) x (decay | no decay) groups; the lr is set every step below
-    optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    # (one fused kernel per step on GPUs, multi-tensor updates on CPUs: ~2x faster than a loop over tensors)
+    optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
+                                  **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     amp_dtype = resolve_amp(cfg.amp, device)
     autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
                 else nullcontext())
