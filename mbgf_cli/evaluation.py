@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbgf_cli import checkpoint, distributed
+from mbgf_cli import checkpoint, distributed, interop
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
 
@@ -193,13 +193,17 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         # ---- the model, and the class names it was trained on
         if cfg.zero_shot:
             model, trained_classes, prompts = zero_shot_model(cfg), None, cfg.prompts or "all"
+            templates = None
             name = f"zero-shot {model.config.name} ({cfg.pretrained})"
         else:
             if not cfg.checkpoint:
                 raise UserError("give --checkpoint DIR (or --zero-shot --pretrained NAME)")
-            model, meta = checkpoint.load_checkpoint(cfg.checkpoint)
-            trained_classes = meta.get("class_names")
+            # An mbgf checkpoint folder, or an OpenAI / ActionCLIP / X-CLIP file converted on the fly.
+            model, meta = interop.load_any_checkpoint(cfg.checkpoint)
+            trained_classes = meta.get("class_names") or None  # foreign files carry no class names
             prompts = cfg.prompts or (meta.get("train") or {}).get("prompts") or "all"
+            # A converted checkpoint is tested with the prompts its own paper tested with.
+            templates = None if cfg.prompts else meta.get("prompt_templates")
             name = f"{model.config.name} from {cfg.checkpoint} (epoch {meta.get('epoch')})"
         model = model.to(ctx.device).eval()
         config = model.config
@@ -216,11 +220,12 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
         dataset = dataset_class(root, list_file, len(class_names), frames=config.frames,
                                 input_size=config.input_size, train=False, views=views,
-                                decoder=cfg.decoder, strict=cfg.strict)
+                                decoder=cfg.decoder, strict=cfg.strict,
+                                mean=config.input_mean, std=config.input_std)
         workers = cfg.workers if cfg.workers is not None else min(4, torch.get_num_threads())
         loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
                               drop_last=False, distributed=ctx.distributed)
-        tokens = training.class_text_tokens(class_names, prompts).to(ctx.device)
+        tokens = training.class_text_tokens(class_names, prompts, templates).to(ctx.device)
         amp_dtype = training.resolve_amp(cfg.amp, ctx.device)
         autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype is not None else None
 

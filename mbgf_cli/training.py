@@ -306,6 +306,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
                     scaler.step(optimizer)
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
+                    with torch.no_grad():  # CLIP's rule: the logit scale (a log) never multiplies by more than 100
+                        raw_model.logit_scale.clamp_(0, math.log(100))
                     iteration += 1
 
                     now = time.perf_counter()
@@ -395,7 +397,9 @@ def build_model(cfg: TrainConfig, device: torch.device):
     import fusion
 
     if cfg.init:
-        model, meta = checkpoint.load_checkpoint(cfg.init)
+        from mbgf_cli import interop  # an mbgf checkpoint, or a published one converted on the fly
+
+        model, meta = interop.load_any_checkpoint(cfg.init)
         saved = meta["config"]
         if cfg.frames is not None and saved["frames"] != cfg.frames:
             raise UserError(f"{cfg.init}: the checkpoint's model takes {saved['frames']} frames, not --frames "
@@ -458,7 +462,7 @@ def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: 
 
     dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
     common = dict(frames=model_config.frames, input_size=model_config.input_size, decoder=cfg.decoder,
-                  strict=cfg.strict, seed=cfg.seed)
+                  strict=cfg.strict, seed=cfg.seed, mean=model_config.input_mean, std=model_config.input_std)
     train_set = dataset_class(root, cfg.train_list or "train.txt", len(class_names), train=True, flip=cfg.flip,
                               crop=cfg.crop, jitter=cfg.jitter, gray=cfg.gray,
                               failures_dir=out / "skipped" / "train", **common)
@@ -474,15 +478,17 @@ def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: 
                    micro_batches, workers)
 
 
-def class_text_tokens(class_names: list[str], prompts: str) -> torch.Tensor:
+def class_text_tokens(class_names: list[str], prompts: str, given_templates: list[str] | None = None) -> torch.Tensor:
     """Class names through the prompt templates: ``[K, P, L]`` ("all") or ``[K, L]`` ("one": the first).
+    ``given_templates`` replace mbgf's own (a converted checkpoint records the ones its paper tested with).
 
     Tokens after the longest prompt's end-of-text are cut (L <= 77): the text encoder is causal and
     reads each prompt's features at its end-of-text token, so the result is the same, for less work.
     """
     from fusion import prompts as templates
 
-    tokens = templates.class_tokens(class_names, templates.TEMPLATES if prompts == "all" else templates.TEMPLATES[:1])
+    chosen = list(given_templates or templates.TEMPLATES)
+    tokens = templates.class_tokens(class_names, chosen if prompts == "all" else chosen[:1])
     if prompts == "one":
         tokens = tokens[:, 0]
     length = int(tokens.argmax(dim=-1).max()) + 1  # <|endoftext|> has the largest id
