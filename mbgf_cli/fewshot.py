@@ -434,7 +434,7 @@ PUBLISHED_RECIPE = dict(
 # The synthetic demonstration: fine-tune the tiny model trained on class set a (`mbgf train --dataset
 # synthetic`) on K videos per class of set b. Batches of 8 so that K=2 (24 clips) still makes steps; the
 # rest (no flip: direction is the label; frames in memory; ...) is the synthetic preset's recipe.
-SYNTHETIC_RECIPE = dict(epochs=30, warmup_epochs=2, lr=3e-4, batch_size=8, total_batch=8)
+SYNTHETIC_RECIPE = dict(epochs=30, warmup_epochs=2, lr=1e-3, batch_size=8, total_batch=8)
 
 # Set b of the synthetic generator, in the cache: 40 train and 10 val videos per class.
 SYNTHETIC_B_GENERATION = dict(class_set="b", videos_per_class=50)
@@ -489,7 +489,9 @@ def fill_recipe(train_cfg, dataset: str | None):
 
 def resolve_list(root: Path, name: str | None, default: str) -> Path:
     """As the training engine reads lists: a path as given when it exists, else under the root."""
-    path = Path(name or default)
+    if name is None:
+        return root / default
+    path = Path(name)
     if not path.exists() and not path.is_absolute() and (root / path).exists():
         return root / path
     return path
