@@ -152,19 +152,16 @@ def write_splits(
     return splits
 
 
-def read_split_files(
-    paths: Sequence[str | os.PathLike], num_classes: int,
-    read_list: Callable[[Path, int], list[Entry]] | None = None,
-) -> list[ShotSplit]:
+def read_split_files(paths: Sequence[str | os.PathLike], num_classes: int) -> list[ShotSplit]:
     """Given K-shot lists: K and the seed come from a ``K{K}_seed{S}.txt`` name; for any other name,
     K is the number of videos per class (the same for every class) and the seed is the file's stem.
     """
-    if read_list is None:
-        from mbgf_cli.data import read_video_list as read_list
+    from mbgf_cli.data import read_video_list
+
     splits = []
     for raw in paths:
         path = Path(raw)
-        entries = read_list(path, num_classes)
+        entries = read_video_list(path, num_classes)
         counts = [0] * num_classes
         for _, label in entries:
             counts[label] += 1

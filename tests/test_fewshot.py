@@ -2,11 +2,11 @@
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
 from mbgf_cli import fewshot, tables
+from mbgf_cli.data import read_video_list
 from mbgf_cli.errors import UserError
 
 NUM_CLASSES = 4
@@ -71,17 +71,6 @@ def test_too_few_videos_names_every_short_class():
 # --------------------------------------------------------------------------- split files
 
 
-def read_list(path, num_classes):
-    """The seed's list format, read independently of mbgf_cli.data (split on the last whitespace)."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            rel, label = line.rsplit(maxsplit=1)
-            assert 0 <= int(label) < num_classes
-            out.append((rel, int(label)))
-    return out
-
-
 def test_split_files_round_trip(tmp_path):
     entries = train_entries()
     written = fewshot.write_splits(tmp_path, entries, [2, 4], [0, 1], NUM_CLASSES)
@@ -90,9 +79,9 @@ def test_split_files_round_trip(tmp_path):
     assert (tmp_path / "splits" / "K2_seed0.txt").read_text().splitlines()[0].endswith(" 0")
     for split in written:
         sampled = fewshot.sample_shots(entries, [split.shots], int(split.seed), NUM_CLASSES)[split.shots]
-        assert read_list(split.path, NUM_CLASSES) == sampled
+        assert read_video_list(split.path, NUM_CLASSES) == sampled
     # Read back through --split-file: K and seed come from the names.
-    back = fewshot.read_split_files([s.path for s in written], NUM_CLASSES, read_list=read_list)
+    back = fewshot.read_split_files([s.path for s in written], NUM_CLASSES)
     assert [(s.shots, s.seed, s.path) for s in back] == [(s.shots, s.seed, s.path) for s in written]
     # Writing again is a no-op; a different sample under the same name is refused.
     fewshot.write_splits(tmp_path, entries, [2, 4], [0, 1], NUM_CLASSES)
@@ -103,16 +92,16 @@ def test_split_files_round_trip(tmp_path):
 def test_split_file_with_another_name_and_a_wrong_one(tmp_path):
     published = tmp_path / "hmdb_5shot_a.txt"
     fewshot.write_video_list(published, fewshot.sample_shots(train_entries(), [5], 7, NUM_CLASSES)[5])
-    [split] = fewshot.read_split_files([published], NUM_CLASSES, read_list=read_list)
+    [split] = fewshot.read_split_files([published], NUM_CLASSES)
     assert (split.shots, split.seed) == (5, "hmdb_5shot_a")
     uneven = tmp_path / "uneven.txt"
     fewshot.write_video_list(uneven, train_entries(3)[:-1])
     with pytest.raises(UserError, match="uneven.txt: .* between 2 and 3 videos per class"):
-        fewshot.read_split_files([uneven], NUM_CLASSES, read_list=read_list)
+        fewshot.read_split_files([uneven], NUM_CLASSES)
     misnamed = tmp_path / "K4_seed0.txt"
     fewshot.write_video_list(misnamed, train_entries(3))
     with pytest.raises(UserError, match="K4_seed0.txt: named for K=4 but holds 3 videos in every class"):
-        fewshot.read_split_files([misnamed], NUM_CLASSES, read_list=read_list)
+        fewshot.read_split_files([misnamed], NUM_CLASSES)
 
 
 # --------------------------------------------------------------------------- the table
