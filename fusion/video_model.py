@@ -176,14 +176,8 @@ class VideoCLIP(nn.Module):
                 cache = self._text_cache = (key, flat.clone(), self._encode_text(flat))
         return cache[2].reshape(*lead, -1)
 
-    def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        # CLIP's text encoder (clip.model.CLIP.encode_text): the end-of-text token's features, projected.
-        length = tokens.shape[1]
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]
-        x = self.transformer(x, attn_mask=self.causal_mask[:length, :length])
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        return x @ self.text_projection
+    # CLIP's own text encoder, run on the text tensors VideoCLIP holds under CLIP's names.
+    _encode_text = CLIP.encode_text
 
     def clear_text_cache(self) -> None:
         self._text_cache = None

@@ -18,14 +18,7 @@ if not INTEROP.is_dir():
     INTEROP = Path("/work/shared/interop")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread beats two (no hand-offs, which cost dearly when the cores
-    are shared), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def published_keys(name: str) -> dict[str, list[int]]:

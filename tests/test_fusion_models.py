@@ -14,14 +14,7 @@ VARIANTS = ("clip", "actionclip", "xclip")
 T, SIZE, K, P = 4, 32, 3, 2  # tiny at 32 px: a 2x2 patch grid keeps these tests fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread beats two (no hand-offs, which cost dearly when the cores
-    are shared), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(variant, mbgf, **options):

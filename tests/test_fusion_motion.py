@@ -14,14 +14,7 @@ import fusion
 T, SIZE, SQUARE, STEP = 4, 48, 12, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread beats two (no hand-offs, which cost dearly when the cores
-    are shared), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def moving_squares(pairs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
