@@ -272,14 +272,7 @@ def resolve_eval_data(cfg: EvalConfig, preset) -> tuple[Path, str, Path]:
     else:
         raise UserError("give the dataset folder with --root DIR (or --dataset synthetic)")
     list_file = cfg.list_file or "val.txt"
-    if cfg.labels:
-        label_file = Path(cfg.labels)
-    elif (root / "labels.csv").is_file():
-        label_file = root / "labels.csv"
-    elif preset is not None and preset.label_file() is not None:
-        label_file = preset.label_file()
-    else:
-        raise UserError(f"{root}: no labels.csv; give --labels FILE or --dataset k400|ucf101|hmdb51")
+    label_file = presets.resolve_label_file(root, cfg.labels, preset)
     return root, list_file, label_file
 
 

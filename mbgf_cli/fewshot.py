@@ -509,14 +509,7 @@ def dataset_paths(train_cfg) -> tuple[Path, Path, Path]:
     train_list = resolve_list(root, train_cfg.train_list, "train.txt")
     if not train_list.is_file():
         raise UserError(f"{train_list}: no such train list (give --train-list)")
-    if train_cfg.labels:
-        label_file = Path(train_cfg.labels)
-    elif (root / "labels.csv").is_file():
-        label_file = root / "labels.csv"
-    elif preset is not None and preset.label_file() is not None:
-        label_file = preset.label_file()
-    else:
-        raise UserError(f"{root}: no labels.csv; give --labels FILE or a --dataset preset")
+    label_file = presets.resolve_label_file(root, train_cfg.labels, preset)
     return root, train_list, label_file
 
 

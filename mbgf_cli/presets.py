@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import labels
+from mbgf_cli.errors import UserError
 
 # Training recipe keys are TrainConfig field names (mbgf_cli/training.py).
 XCLIP_RECIPE = dict(
@@ -69,6 +70,17 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise UserError(f"unknown dataset preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def resolve_label_file(root: Path, labels_option, preset: Preset | None) -> Path:
+    """The class list of a dataset: ``--labels``, else ROOT/labels.csv, else the preset's shipped list."""
+    if labels_option:
+        return Path(labels_option)
+    if (root / "labels.csv").is_file():
+        return root / "labels.csv"
+    if preset is not None and preset.label_file() is not None:
+        return preset.label_file()
+    raise UserError(f"{root}: no labels.csv; give --labels FILE or a --dataset preset (k400, ucf101, hmdb51)")
 
 
 def cache_dir() -> Path:

@@ -448,14 +448,7 @@ def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: 
     else:
         raise UserError("give the dataset folder with --root DIR (videos/ or videos.tar, train.txt, val.txt), "
                         "or --dataset synthetic")
-    if cfg.labels:
-        label_file = Path(cfg.labels)
-    elif (root / "labels.csv").is_file():
-        label_file = root / "labels.csv"
-    elif preset is not None and preset.label_file() is not None:
-        label_file = preset.label_file()
-    else:
-        raise UserError(f"{root}: no labels.csv; give --labels FILE or a --dataset preset")
+    label_file = presets.resolve_label_file(root, cfg.labels, preset)
     class_names = read_labels(label_file)
     if preset is not None and preset.name != "synthetic" and len(class_names) != preset.num_classes:
         raise UserError(f"{label_file}: {len(class_names)} classes, but {preset.name} has {preset.num_classes}")
