@@ -8,8 +8,9 @@ the video embedding of the variant without MBGF, the *base* ``b [B, E]``.
   MIT), otherwise :class:`TemporalBranch`, a small pre-LN transformer over ``z`` + learned temporal
   positions, mean over T;
 - motion ``m`` (:class:`MotionBranch`): ``p`` normalised and projected W -> W/4, temporal differences
-  ``p[t+1] - p[t]``, a depthwise temporal convolution, GELU, mean over the patches, linear to E, mean
-  over the T-1 steps;
+  ``p[t+1] - p[t]``, a depthwise temporal convolution, GELU, mean over the T-1 steps, six spatial
+  moments over the patch grid (mean, x, y, x^2, y^2, xy: where the change happens, not only how much),
+  linear to E;
 - gate ``g = softmax(MLP([â; ŝ; m̂]))`` (x̂ = x/|x|) in R^{B x 3} (appearance, temporal, motion);
 - output ``v = b + g_s P_s(ŝ) + g_m P_m(m̂)`` with P_s, P_m linear maps initialised to zero.
 
@@ -56,6 +57,23 @@ class TemporalBranch(Transformer):
         return super().forward(frames + self.positional_embedding[:t].to(frames.dtype)).mean(dim=1)
 
 
+# Spatial moments the motion branch pools with: where on the patch grid the motion happens, not only
+# how much. A plain spatial mean hardly tells "left to right" from "right to left" (the same patches
+# change, in the other order); weighting by the patch's x and y (and their second moments) keeps
+# where things appear and vanish at each step, which is what direction is made of.
+SPATIAL_MOMENTS = ("1", "x", "y", "xx", "yy", "xy")
+
+
+def spatial_moment_weights(grid_h: int, grid_w: int, device=None, dtype=None) -> torch.Tensor:
+    """``[N, 6]`` pooling weights over an ``grid_h x grid_w`` patch grid (row-major), coordinates in
+    [-1, 1]: 1, x, y, and the centred x^2, y^2 and x*y."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, grid_h, device=device, dtype=dtype),
+                          torch.linspace(-1, 1, grid_w, device=device, dtype=dtype), indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    xx, yy = x * x, y * y
+    return torch.stack([torch.ones_like(x), x, y, xx - xx.mean(), yy - yy.mean(), x * y], dim=1)
+
+
 class MotionBranch(nn.Module):
     """Motion from patch-token differences between consecutive frames: ``[B, T, N, W] -> [B, E]``."""
 
@@ -68,7 +86,7 @@ class MotionBranch(nn.Module):
         self.reduce = nn.Linear(width, channels)
         self.temporal_conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2,
                                        groups=channels)
-        self.proj = nn.Linear(channels, embed_dim)
+        self.proj = nn.Linear(len(SPATIAL_MOMENTS) * channels, embed_dim)
         init_new_weights(self)
         # The temporal convolution starts as the identity on the differences (plus small noise).
         nn.init.trunc_normal_(self.temporal_conv.weight, std=0.02)
@@ -80,13 +98,18 @@ class MotionBranch(nn.Module):
         b, t, n, _ = patch_tokens.shape
         if t < 2:  # a single frame has no motion
             return patch_tokens.new_zeros(b, self.proj.out_features)
+        grid = round(n ** 0.5)
+        if grid * grid != n:
+            raise ValueError(f"the motion branch needs a square patch grid, got {n} patches")
         x = self.reduce(self.ln(patch_tokens))                     # [B, T, N, C]
         x = x[:, 1:] - x[:, :-1]                                   # [B, T-1, N, C]
         c = x.shape[-1]
         x = x.permute(0, 2, 3, 1).reshape(b * n, c, t - 1)         # each patch's C-channel time series
         x = F.gelu(self.temporal_conv(x))
-        x = x.view(b, n, c, t - 1).mean(dim=(1, 3))                # mean over patches and steps
-        return self.proj(x)                                        # (linear: mean then project = project then mean)
+        x = x.view(b, n, c, t - 1).mean(dim=3)                     # mean over steps: [B, N, C]
+        weights = spatial_moment_weights(grid, grid, x.device, x.dtype)
+        moments = torch.einsum("bnc,nm->bmc", x, weights) / n      # spatial moments: [B, 6, C]
+        return self.proj(moments.flatten(1))
 
 
 class MBGF(nn.Module):

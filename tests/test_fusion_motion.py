@@ -73,3 +73,31 @@ def test_mbgf_learns_motion_direction_that_mean_pooling_cannot():
     accuracy = (logits.argmax(1) == labels).float().mean().item()
     assert accuracy >= 0.8, accuracy
     torch.testing.assert_close(details["gates"].sum(dim=1), torch.ones(64))
+
+
+def test_spatial_moment_weights_known_answer():
+    from fusion.mbgf import SPATIAL_MOMENTS, spatial_moment_weights
+
+    weights = spatial_moment_weights(2, 2)  # patches in row-major order: (y, x) = (-1,-1), (-1,1), (1,-1), (1,1)
+    assert weights.shape == (4, len(SPATIAL_MOMENTS))
+    assert weights.T.tolist() == [[1, 1, 1, 1], [-1, 1, -1, 1], [-1, -1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0],
+                                  [1, -1, -1, 1]]
+    weights = spatial_moment_weights(3, 3)
+    assert torch.allclose(weights[:, 3:5].sum(dim=0), torch.zeros(2), atol=1e-6)  # centred second moments
+    assert weights[4, [1, 2, 5]].abs().sum() == 0  # the centre patch has x = y = 0
+
+
+def test_motion_branch_sees_where_the_change_happens():
+    """The same change at the left or the right of the grid gives different motion features."""
+    from fusion.mbgf import MotionBranch
+
+    torch.manual_seed(0)
+    branch = MotionBranch(width=16, embed_dim=8)
+    tokens = torch.randn(16).expand(1, 2, 9, 16).clone()  # a still scene: every patch alike, in both frames
+    change = torch.randn(16)
+    left, right = tokens.clone(), tokens.clone()
+    left[0, 1, 3] = change   # patch (row 1, column 0) changes between the two frames
+    right[0, 1, 5] = change  # patch (row 1, column 2): the mirror image
+    with torch.no_grad():
+        assert torch.allclose(branch(tokens), branch(tokens.flip(3)))  # nothing moves: no difference
+        assert not torch.allclose(branch(left), branch(right), atol=1e-4)
