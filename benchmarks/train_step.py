@@ -94,7 +94,7 @@ def main() -> None:
 
     settings = {"tiny": dict(batch=args.tiny_batch, frames=8, size=64, classes=12, rounds=args.rounds or 20),
                 "b16": dict(batch=args.b16_batch, frames=8, size=224, classes=400,
-                            rounds=args.rounds or (20 if args.device == "cuda" else 3))}
+                            rounds=args.rounds or (20 if args.device == "cuda" else 6))}
     results = []
     for name in args.models.split(","):
         s = settings[name]
