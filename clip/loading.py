@@ -1,6 +1,7 @@
 """CLIP weights: OpenAI's released files (downloaded, sha256-verified, cached) and local files.
 
-A weights file may be OpenAI's TorchScript archive, a plain PyTorch state dict (read with
+A weights file may be OpenAI's TorchScript archive (read as data by :mod:`clip.safe_pickle`: none of
+its code is compiled or run), a plain PyTorch state dict (read with
 ``torch.load(weights_only=True)``, so no pickled code runs), optionally wrapped in a dict under
 ``state_dict`` or ``model``, or a ``.safetensors`` file. The format is recognised from the content,
 not the file name.
@@ -10,11 +11,9 @@ import contextlib
 import hashlib
 import http.client
 import os
-import struct
 import urllib.error
 import urllib.request
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from clip import safe_pickle
 from clip.model import CLIP, NON_PARAMETER_KEYS, build_model
 
 # OpenAI's files: the sha256 of each is also the directory of its URL.
@@ -148,24 +148,6 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
                               f"run again to resume from {part}")
 
 
-def _is_safetensors(path: Path) -> bool:
-    # safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if len(head) < 9:
-        return False
-    (header_length,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 8 + header_length <= path.stat().st_size
-
-
-def _is_torchscript(path: Path) -> bool:
-    # Both torch.save and TorchScript write zip archives; only TorchScript's holds code/ and constants.pkl.
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
-
-
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (TorchScript archive, torch.save state dict, or safetensors).
 
@@ -177,18 +159,16 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not a weights file")
-    if _is_safetensors(path):
+    if safe_pickle.is_safetensors(path):
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
             raise ValueError(f"{path}: unreadable safetensors file ({_first_line(e)})") from None
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # OpenAI publishes this format only
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    if safe_pickle.is_torchscript_archive(path):
+        try:  # read as data: torch.jit.load would compile and run the archive's code
+            return safe_pickle.read_torchscript_state_dict(path)
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"{path}: unreadable TorchScript archive ({_first_line(e)})") from None
     try:

@@ -1,6 +1,6 @@
 """Published checkpoints as mbgf models: OpenAI's CLIP archives, ActionCLIP's and X-CLIP's model-zoo files.
 
-Files are read with :mod:`mbgf_cli.safe_pickle` (no code from the file runs). The format is told by
+Files are read with :mod:`clip.safe_pickle` (no code from the file runs). The format is told by
 the keys (``../shared/interop/README.md`` gives the layouts):
 
 - ``openai``: a name -> tensor dict with CLIP's names (a TorchScript archive, a state dict or
@@ -28,8 +28,8 @@ import torch
 from safetensors.torch import load_file
 
 import fusion
+from clip import safe_pickle
 from clip.model import NON_PARAMETER_KEYS, config_from_state_dict, describe_key_mismatch
-from mbgf_cli import safe_pickle
 from mbgf_cli.checkpoint import load_checkpoint, model_file, read_meta, save_checkpoint
 from mbgf_cli.errors import UserError
 
@@ -108,6 +108,14 @@ def describe_content(content: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def read_weights_file(path: Path) -> Any:
+    """:func:`clip.safe_pickle.load_file`, its errors as the CLI's one-line user errors."""
+    try:
+        return safe_pickle.load_file(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def convert(source, format: str = "auto", frames: int | None = None):
     """Read a foreign checkpoint file and return ``(state_dict, config, meta)``:
 
@@ -118,7 +126,7 @@ def convert(source, format: str = "auto", frames: int | None = None):
       ``prompt_templates``: the templates the published test used, for ``fusion.prompts.class_tokens``).
     """
     path = Path(source).expanduser()
-    content = safe_pickle.load_file(path)
+    content = read_weights_file(path)
     detected = detect_format(content)
     if format == "auto":
         if detected is None:

@@ -206,7 +206,7 @@ def test_temporal_position_tables_are_all_known():
 
 
 def test_formats_are_detected_from_the_keys(files):
-    from mbgf_cli import safe_pickle
+    from clip import safe_pickle
 
     for name in ("openai", "actionclip", "xclip"):
         assert interop.detect_format(safe_pickle.load_file(files[name])) == name

@@ -17,7 +17,7 @@ rebuild functions and refuses the whole file when it meets any other class, e.g.
   declarations of its class in the archive's ``code/`` (read as text).
 
 :func:`load` picks the right path for a file. This module is also usable as
-``torch.load(f, pickle_module=mbgf_cli.safe_pickle, weights_only=False)``.
+``torch.load(f, pickle_module=clip.safe_pickle, weights_only=False)``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from mbgf_cli.errors import UserError
 
 
 class RefusedPickle(pickle.UnpicklingError):
@@ -321,10 +319,11 @@ def _collect_module_tensors(module: Any, prefix: str, declared: dict, state: dic
 # --------------------------------------------------------------------------------------------------
 
 
-def _is_safetensors(path: Path) -> bool:
+def is_safetensors(path: Path) -> bool:
+    """safetensors: an 8-byte little-endian header length, then a JSON header starting with "{"."""
     with open(path, "rb") as f:
         head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= Path(path).stat().st_size
 
 
 def load_file(path) -> Any:
@@ -335,15 +334,16 @@ def load_file(path) -> Any:
     - a ``torch.save`` file: ``torch.load(weights_only=True)``, and where that refuses a class (e.g.
       X-CLIP's config) this module's restricted Unpickler, with unknown objects as :class:`Opaque`.
 
-    Raises :class:`UserError` naming the file when it is missing, none of these, or tries to run code.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it is none of
+    these or tries to run code.
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        raise UserError(f"{path}: is a directory, not a weights file")
+        raise ValueError(f"{path}: is a directory, not a weights file")
     try:
-        if _is_safetensors(path):
+        if is_safetensors(path):
             from safetensors.torch import load_file as load_safetensors
 
             return load_safetensors(str(path), device="cpu")
@@ -355,13 +355,11 @@ def load_file(path) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             pass  # a class outside torch's allowlist: read again, with placeholders for such classes
-        import mbgf_cli.safe_pickle as this_module
+        import clip.safe_pickle as this_module
 
         return torch.load(path, map_location="cpu", pickle_module=this_module, weights_only=False)
     except RefusedPickle as e:
-        raise UserError(f"{path}: {e}") from None
-    except UserError:
-        raise
+        raise ValueError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any other failure to parse is a damaged or foreign file
         message = " ".join(str(e).split()) or type(e).__name__
-        raise UserError(f"{path}: not a readable PyTorch, TorchScript or safetensors file ({message[:300]})") from None
+        raise ValueError(f"{path}: not a readable PyTorch, TorchScript or safetensors file ({message[:300]})") from None
