@@ -5,7 +5,8 @@
 
 A step is what ``mbgf train`` does per batch: forward over the clips and the class texts, cross-entropy,
 backward, AdamW step. Measured for
-  - tiny (random init) at the synthetic default: batch 16 x 8 frames x 64 px, text encoder frozen;
+  - tiny (random init) at the synthetic default (the preset's frames and size: 8 x 48 px), batch 16,
+    text encoder frozen;
   - b16 (random weights, the shape of ViT-B/16) at batch 1 x 8 frames x 224 px, text frozen (X-CLIP's
     default), 400 classes;
 each with and without MBGF. Runs alternate (without, with, without, with, ...) so that a change of
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import fusion
+from mbgf_cli.presets import SYNTHETIC_RECIPE
 from mbgf_cli.training import TrainConfig, class_text_tokens, make_param_groups
 
 
@@ -92,7 +94,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    settings = {"tiny": dict(batch=args.tiny_batch, frames=8, size=64, classes=12, rounds=args.rounds or 20),
+    settings = {"tiny": dict(batch=args.tiny_batch, frames=SYNTHETIC_RECIPE["frames"],
+                             size=SYNTHETIC_RECIPE["input_size"], classes=12, rounds=args.rounds or 20),
                 "b16": dict(batch=args.b16_batch, frames=8, size=224, classes=400,
                             rounds=args.rounds or (20 if args.device == "cuda" else 6))}
     results = []

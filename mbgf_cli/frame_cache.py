@@ -1,5 +1,5 @@
 """Decoded frames held in memory, for datasets small enough that decoding each video every epoch
-would cost more than the model (the synthetic demo: ~1,800 short 64 px videos, ~0.7 GB decoded).
+would cost more than the model (the synthetic demo: 3,000 short 64 px videos, ~1.2 GB decoded as uint8).
 
 ``CachedVideoDataset`` is a :class:`~mbgf_cli.data.VideoDataset` that decodes every listed video
 once, whole, before training (in parallel processes), then cuts clips from memory with the very

@@ -73,7 +73,7 @@ def fewshot(
     frames: Optional[int] = typer.Option(None, "--frames", rich_help_panel=MODEL, show_default=False,
                                          help="Frames per clip (default 32; synthetic 8)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", rich_help_panel=MODEL, show_default=False,
-                                             help="Frame size in pixels (default 224; synthetic 64)."),
+                                             help="Frame size in pixels (default 224; synthetic 48)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", rich_help_panel=MODEL, show_default=False,
                                              help="CLIP weights every run starts from: a name (ViT-B/16) or file "
                                                   "(default: the backbone's)."),
