@@ -256,12 +256,15 @@ class RunResult:
     run_dir: str = ""
 
     def row(self) -> dict:
-        return {f: getattr(self, f) for f in RESULT_FIELDS}
+        row = {f: getattr(self, f) for f in RESULT_FIELDS}
+        if self.seed.isdigit():  # a sampled split's seed; a --split-file's may be any name
+            row["seed"] = int(self.seed)
+        return row
 
 
 def percent(value) -> float | None:
     """The engine's summary holds accuracies as fractions in [0, 1]; tables show %."""
-    return None if value is None else 100.0 * float(value)
+    return None if value is None else round(100.0 * float(value), 4)  # a count over videos: 4 places hold it
 
 
 def read_run_result(run_dir: str | os.PathLike, variant: str, shots: int, seed: int | str,

@@ -46,7 +46,7 @@ def test_runs_start_from_the_same_weights_and_are_read_back(setup, tmp_path, cap
     assert run_mbgf(*args) == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)
     assert [(r["variant"], r["shots"], r["seed"]) for r in report["runs"]] == [
-        ("clip", 1, "0"), ("clip+mbgf", 1, "0"), ("clip", 2, "0"), ("clip+mbgf", 2, "0")]
+        ("clip", 1, 0), ("clip+mbgf", 1, 0), ("clip", 2, 0), ("clip+mbgf", 2, 0)]  # a sampled seed is a number
     assert all(r["videos"] == 12 for r in report["runs"])  # the full val list: 12 classes x 1
     assert [row["method"] for row in report["table"]["rows"]] == ["CLIP", "CLIP +MBGF"]
     assert report["table"]["columns"] == ["Q=1", "Q=2"]
