@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from mbgf_cli.commands import options
+
 
 def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", show_default=False,
@@ -54,11 +56,11 @@ def evaluate(
     from mbgf_cli import evaluation
 
     cfg = evaluation.EvalConfig(
-        checkpoint=_str(checkpoint), dataset=dataset, root=_str(root), list_file=list_file, labels=_str(labels),
+        checkpoint=options.path_text(checkpoint), dataset=dataset, root=options.path_text(root), list_file=list_file, labels=options.path_text(labels),
         views=views, batch_size=batch_size, workers=workers, decoder=decoder, strict=strict,
         cache_decoded=cache_decoded, amp=amp, device=device, zero_shot=zero_shot, pretrained=pretrained, model=model,
         frames=frames, input_size=input_size, prompts=prompts, explain=explain, per_class=per_class,
-        predictions=_str(predictions), plot=_str(plot), as_json=as_json,
+        predictions=options.path_text(predictions), plot=options.path_text(plot), as_json=as_json,
     )
     if splits:
         from mbgf_cli.commands.fewshot import zero_shot_splits
@@ -67,9 +69,6 @@ def evaluate(
     result, info = evaluation.evaluate(cfg)
     evaluation.print_result(result, info, cfg)
 
-
-def _str(path) -> str | None:
-    return None if path is None else str(path)
 
 
 def register(app: typer.Typer) -> None:

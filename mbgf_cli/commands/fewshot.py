@@ -9,14 +9,13 @@ from typing import Optional
 
 import typer
 
+from mbgf_cli.commands import options
 from mbgf_cli.commands.flops import ListOptionsCommand
+from mbgf_cli.commands.options import DATA, MODEL
 from mbgf_cli.console import console, err_console
 
 PROTOCOL = "Protocol"
-DATA = "Data"
-MODEL = "Model"
 OPTIM = "Optimisation (default: X-CLIP's few-shot recipe; synthetic: a 2-core CPU recipe)"
-RUN = "Run"
 
 
 class FewShotCommand(ListOptionsCommand):
@@ -48,25 +47,20 @@ def fewshot(
         None, "--dataset", "-d", rich_help_panel=DATA, show_default=False,
         help="hmdb51, ucf101, k400 (label list, class count) or synthetic (class set b, generated on first "
              "use; starts from the `mbgf train --dataset synthetic` model)."),
-    root: Optional[Path] = typer.Option(None, "--root", rich_help_panel=DATA, show_default=False,
-                                        help="Dataset folder: videos/ (or videos.tar/.zip), train.txt, val.txt, "
-                                             "labels.csv."),
+    root: Optional[Path] = options.ROOT,
     train_list: Optional[str] = typer.Option(None, "--train-list", rich_help_panel=DATA, show_default=False,
                                              help="The list K-shot samples are drawn from (default ROOT/train.txt)."),
     val_list: Optional[str] = typer.Option(None, "--val-list", rich_help_panel=DATA, show_default=False,
                                            help="The full list every run is evaluated on (default ROOT/val.txt)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", rich_help_panel=DATA, show_default=False,
-                                          help="id,name CSV (default ROOT/labels.csv, else the preset's)."),
+    labels: Optional[Path] = options.LABELS,
     workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel=DATA, show_default=False,
                                           help="Loader processes (preset's default)."),
-    decoder: str = typer.Option("auto", "--decoder", rich_help_panel=DATA, help="auto | decord | pyav."),
-    strict: bool = typer.Option(False, "--strict", rich_help_panel=DATA,
-                                help="Stop at the first unreadable video instead of skipping it."),
+    decoder: str = options.DECODER,
+    strict: bool = options.STRICT,
     cache_decoded: Optional[bool] = typer.Option(
         None, "--cache-decoded/--no-cache-decoded", rich_help_panel=DATA, show_default=False,
         help="Keep decoded videos in memory (small datasets; synthetic's default)."),
-    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", rich_help_panel=DATA, show_default=False,
-                                        help="Random horizontal flip (off for direction-sensitive data)."),
+    flip: Optional[bool] = options.FLIP,
     # model
     model: Optional[str] = typer.Option(None, "--model", "-m", rich_help_panel=MODEL, show_default=False,
                                         help="Backbone: b32, b16 (default), l14, tiny."),
@@ -84,8 +78,7 @@ def fewshot(
                                                show_default=False, help="Freeze the text encoder."),
     prompts: Optional[str] = typer.Option(None, "--prompts", rich_help_panel=MODEL, show_default=False,
                                           help="Templates per class: all or one."),
-    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", rich_help_panel=MODEL,
-                                            help="Recompute activations in the backward pass (less memory)."),
+    grad_checkpointing: bool = options.GRAD_CHECKPOINTING,
     # optimisation
     epochs: Optional[int] = typer.Option(None, "--epochs", rich_help_panel=OPTIM, show_default=False,
                                          help="Epochs per run (50)."),
@@ -114,8 +107,7 @@ def fewshot(
     cutmix: Optional[float] = typer.Option(None, "--cutmix", rich_help_panel=OPTIM, show_default=False,
                                            help="Cutmix alpha, 0: off (1.0)."),
     # run
-    device: Optional[str] = typer.Option(None, "--device", rich_help_panel=RUN, show_default=False,
-                                         help="cpu or cuda (default: cuda when available)."),
+    device: Optional[str] = options.DEVICE,
     stop_at_step: Optional[int] = typer.Option(None, "--stop-at-step", hidden=True),
 ):
     """K-shot training and evaluation: a row per variant, a column per K, top-1 (%) over seeds."""
@@ -123,9 +115,9 @@ def fewshot(
     from mbgf_cli import tables, training
 
     train_cfg = training.TrainConfig(
-        dataset=dataset, root=_str(root), train_list=train_list, val_list=val_list, labels=_str(labels),
+        dataset=dataset, root=options.path_text(root), train_list=train_list, val_list=val_list, labels=options.path_text(labels),
         decoder=decoder, workers=workers, strict=strict, flip=flip, cache_decoded=cache_decoded, model=model,
-        frames=frames, input_size=input_size, pretrained=pretrained, init=_str(init), freeze_text=freeze_text,
+        frames=frames, input_size=input_size, pretrained=pretrained, init=options.path_text(init), freeze_text=freeze_text,
         prompts=prompts, grad_checkpointing=grad_checkpointing, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
         new_lr_mult=new_lr_mult, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, batch_size=batch_size,
         total_batch=total_batch, clip_grad=clip_grad, amp=amp, label_smoothing=label_smoothing, mixup=mixup,
@@ -172,9 +164,6 @@ def _results_to_stderr():
     finally:
         console.file = previous
 
-
-def _str(path) -> str | None:
-    return None if path is None else str(path)
 
 
 def register(app: typer.Typer) -> None:

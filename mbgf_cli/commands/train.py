@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 
+from mbgf_cli.commands import options
+from mbgf_cli.commands.options import DATA, MODEL, RUN
 from mbgf_cli.console import console, err_console
 
-DATA = "Data"
-MODEL = "Model"
 OPTIM = "Optimisation"
-RUN = "Run"
 
 
 def train(
@@ -21,25 +20,20 @@ def train(
         None, "--dataset", "-d", rich_help_panel=DATA,
         help="Preset: k400, ucf101, hmdb51 (label list, class count, X-CLIP's recipe) or synthetic (generated on "
              "first use, no download).", show_default=False),
-    root: Optional[Path] = typer.Option(None, "--root", rich_help_panel=DATA, show_default=False,
-                                        help="Dataset folder: videos/ (or videos.tar/.zip), train.txt, val.txt, "
-                                             "labels.csv."),
+    root: Optional[Path] = options.ROOT,
     train_list: Optional[str] = typer.Option(None, "--train-list", rich_help_panel=DATA, show_default=False,
                                              help="Train list (default ROOT/train.txt)."),
     val_list: Optional[str] = typer.Option(None, "--val-list", rich_help_panel=DATA, show_default=False,
                                            help="Val list (default ROOT/val.txt)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", rich_help_panel=DATA, show_default=False,
-                                          help="id,name CSV (default ROOT/labels.csv, else the preset's)."),
+    labels: Optional[Path] = options.LABELS,
     workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel=DATA, show_default=False,
                                           help="Loader processes per training process (preset's default)."),
-    decoder: str = typer.Option("auto", "--decoder", rich_help_panel=DATA, help="auto | decord | pyav."),
-    strict: bool = typer.Option(False, "--strict", rich_help_panel=DATA,
-                                help="Stop at the first unreadable video instead of skipping it."),
+    decoder: str = options.DECODER,
+    strict: bool = options.STRICT,
     cache_decoded: Optional[bool] = typer.Option(
         None, "--cache-decoded/--no-cache-decoded", rich_help_panel=DATA, show_default=False,
         help="Decode every video once and keep the frames in memory (small datasets; synthetic's default)."),
-    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", rich_help_panel=DATA, show_default=False,
-                                        help="Random horizontal flip (off for direction-sensitive data)."),
+    flip: Optional[bool] = options.FLIP,
     crop: Optional[str] = typer.Option(None, "--crop", rich_help_panel=DATA, show_default=False,
                                        help="Train crop: multiscale | random_resized | center."),
     jitter: Optional[float] = typer.Option(None, "--jitter", rich_help_panel=DATA, show_default=False,
@@ -67,8 +61,7 @@ def train(
     prompts: Optional[str] = typer.Option(None, "--prompts", rich_help_panel=MODEL, show_default=False,
                                           help="Templates per class: all (one drawn per video in training, "
                                                "averaged at test) or one."),
-    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", rich_help_panel=MODEL,
-                                            help="Recompute activations in the backward pass (less memory)."),
+    grad_checkpointing: bool = options.GRAD_CHECKPOINTING,
     # optimisation
     epochs: Optional[int] = typer.Option(None, "--epochs", rich_help_panel=OPTIM, show_default=False),
     warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", rich_help_panel=OPTIM,
@@ -107,8 +100,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", rich_help_panel=RUN, show_default=False,
                                           help="Continue a run exactly from its last/ checkpoint."),
     eval_every: int = typer.Option(1, "--eval-every", rich_help_panel=RUN, help="Validate every N epochs."),
-    device: Optional[str] = typer.Option(None, "--device", rich_help_panel=RUN, show_default=False,
-                                         help="cpu or cuda (default: cuda when available)."),
+    device: Optional[str] = options.DEVICE,
     plot: bool = typer.Option(True, "--plot/--no-plot", rich_help_panel=RUN, help="Write training_curve.png."),
     as_json: bool = typer.Option(False, "--json", rich_help_panel=RUN, help="Print the summary as JSON."),
     inject_nan_at_step: Optional[int] = typer.Option(None, "--inject-nan-at-step", hidden=True),
@@ -127,14 +119,14 @@ def train(
         raise UserError("give --dataset (k400, ucf101, hmdb51, synthetic) or --root DIR; "
                         "try: mbgf train --dataset synthetic")
     cfg = training.TrainConfig(
-        dataset=dataset, root=_str(root), train_list=train_list, val_list=val_list, labels=_str(labels),
+        dataset=dataset, root=options.path_text(root), train_list=train_list, val_list=val_list, labels=options.path_text(labels),
         decoder=decoder, workers=workers, strict=strict, flip=flip, crop=crop, jitter=jitter, gray=gray,
         cache_decoded=cache_decoded, model=model, variant=variant, mbgf=mbgf, frames=frames, input_size=input_size,
-        pretrained=pretrained, init=_str(init), freeze_text=freeze_text, prompts=prompts,
+        pretrained=pretrained, init=options.path_text(init), freeze_text=freeze_text, prompts=prompts,
         grad_checkpointing=grad_checkpointing, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
         new_lr_mult=new_lr_mult, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, batch_size=batch_size,
         total_batch=total_batch, clip_grad=clip_grad, amp=amp, label_smoothing=label_smoothing, mixup=mixup,
-        cutmix=cutmix, loss=loss, seed=seed, resume=_str(resume), eval_every=eval_every, device=device, plot=plot,
+        cutmix=cutmix, loss=loss, seed=seed, resume=options.path_text(resume), eval_every=eval_every, device=device, plot=plot,
         inject_nan_at_step=inject_nan_at_step, stop_at_step=stop_at_step,
     )
     if resume is None:
@@ -153,9 +145,6 @@ def train(
     else:
         training.print_summary(summary)
 
-
-def _str(path) -> str | None:
-    return None if path is None else str(path)
 
 
 def register(app: typer.Typer) -> None:
