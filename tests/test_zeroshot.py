@@ -107,6 +107,33 @@ def test_missing_split_folder_and_missing_zero_shot_are_clear_errors(data, capsy
     assert "add --zero-shot --pretrained" in " ".join(capsys.readouterr().err.split())
 
 
+def test_the_readme_recipe_prepare_each_official_split_then_eval_over_them(data, tmp_path, capsys):
+    """README: `mbgf prepare-data ucf101 --split N --out ROOT/splitN` for each N, then `--splits`, gives
+    the numbers of the hand-made split folders (same test lists)."""
+    root, weights = data
+    official = tmp_path / "ucfTrainTestlist"
+    official.mkdir()
+    (official / "classInd.txt").write_text("1 c0\n2 c1\n3 c2\n")
+    every = {f"c{c}/v{v}.mp4" for c in range(3) for v in range(3)}
+    for split, lines in SPLITS.items():
+        test = [line.split()[0] for line in lines]
+        (official / f"testlist0{split}.txt").write_text("".join(f"{path}\n" for path in test))
+        train = sorted(every - set(test))  # "path 1-based-label", as the official train lists
+        (official / f"trainlist0{split}.txt").write_text("".join(f"{p} {int(p[1]) + 1}\n" for p in train))
+    prepared = tmp_path / "ucf101"
+    for split in SPLITS:
+        assert run_mbgf("prepare-data", "ucf101", "--splits", str(official), "--videos", str(root / "videos"),
+                        "--split", str(split), "--out", str(prepared / f"split{split}"), "--workers", "1") == 0
+    assert (prepared / "split2" / "labels.csv").read_text().splitlines()[1:] == ["0,c0", "1,c1", "2,c2"]
+    # The same class names as the hand-made folders (zero-shot scores depend on the names' texts).
+    recipe = mbgf_json(capsys, *zero_shot_args(weights), "--root", str(prepared), "--labels",
+                       str(root / "labels.csv"), "--splits", "1", "2")
+    by_hand = mbgf_json(capsys, *zero_shot_args(weights), "--root", str(root), "--splits", "1", "2")
+    assert [s["videos"] for s in recipe["splits"]] == [3, 4]
+    for metric in ("top1", "top5", "mean_class"):
+        assert [s[metric] for s in recipe["splits"]] == [s[metric] for s in by_hand["splits"]]
+
+
 def test_single_split_has_no_std():
     class Result:
         def __init__(self, top1):
