@@ -256,8 +256,8 @@ class FlopsRow:
 
     def to_json(self) -> dict:
         return {"name": self.name, "model": self.model, "variant": self.variant, "mbgf": self.mbgf,
-                "frames": self.frames, "input_size": self.input_size, "gflops": round(self.gflops, 3),
-                "params_m": round(self.params_m, 3)}
+                "frames": self.frames, "input_size": self.input_size, "gflops": round(self.gflops, 6),
+                "params_m": round(self.params_m, 6)}
 
 
 def flops_rows(backbone: str = "b16", variants=tuple(fusion.VARIANTS), frames=(8,), input_size: int | None = None,

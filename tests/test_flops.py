@@ -171,6 +171,18 @@ def test_flops_table_for_b16():
     assert any("CLIP-B/16 text (per class)" in line and "2.98" in line for line in lines)
 
 
+def test_flops_table_keeps_three_digits_for_small_models():
+    result = CliRunner().invoke(app_module.app, ["flops", "--model", "tiny", "--frames", "8", "--input-size", "48",
+                                                 "--variant", "clip"], env={"COLUMNS": "160"})
+    rows = json.loads(CliRunner().invoke(app_module.app, ["flops", "--model", "tiny", "--frames", "8",
+                                                           "--input-size", "48", "--variant", "clip", "--json"]).stdout)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "CLIP-tiny+MBGF" in line)
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[2] == f"{rows[1]['gflops']:.3g}" and cells[2].startswith("0.0")  # not "0.07"
+    assert cells[5].startswith(f"+{rows[1]['gflops'] - rows[0]['gflops']:.3g} G")  # not "+0.00 G"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--variant", "slowfast"], "--variant 'slowfast': choose from clip, actionclip, xclip"),
     (["--input-size", "100"], "input size 100 is not a multiple of b16's patch size 16"),

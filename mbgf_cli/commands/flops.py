@@ -93,11 +93,16 @@ def flops_table(rows, classes: int, prompt_gflops_per_class: float | None) -> Ta
     table.add_column("MBGF overhead", justify="right")
     for i, row in enumerate(rows):
         overhead = "—" if row.overhead_gflops is None else \
-            f"+{row.overhead_gflops:.2f} G (+{row.overhead_percent:.2f}%)"
+            f"+{_amount(row.overhead_gflops)} G (+{row.overhead_percent:.2f}%)"
         last_video_row = i + 1 < len(rows) and rows[i + 1].variant == "text"
-        table.add_row(row.name, f"{row.gflops:.2f}", f"{row.params_m:.2f}", row.input, overhead,
+        table.add_row(row.name, _amount(row.gflops), _amount(row.params_m), row.input, overhead,
                       end_section=last_video_row)
     return table
+
+
+def _amount(value: float) -> str:
+    """Two decimals, or three significant digits below 1 (tiny models: 0.0712 G, not 0.07)."""
+    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
 
 
 def register(app: typer.Typer) -> None:
