@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mbgf_cli.commands import options
+from mbgf_cli.commands.options import path_text
 
 
 def evaluate(
@@ -56,11 +56,11 @@ def evaluate(
     from mbgf_cli import evaluation
 
     cfg = evaluation.EvalConfig(
-        checkpoint=options.path_text(checkpoint), dataset=dataset, root=options.path_text(root), list_file=list_file, labels=options.path_text(labels),
-        views=views, batch_size=batch_size, workers=workers, decoder=decoder, strict=strict,
+        checkpoint=path_text(checkpoint), dataset=dataset, root=path_text(root), list_file=list_file,
+        labels=path_text(labels), views=views, batch_size=batch_size, workers=workers, decoder=decoder, strict=strict,
         cache_decoded=cache_decoded, amp=amp, device=device, zero_shot=zero_shot, pretrained=pretrained, model=model,
         frames=frames, input_size=input_size, prompts=prompts, explain=explain, per_class=per_class,
-        predictions=options.path_text(predictions), plot=options.path_text(plot), as_json=as_json,
+        predictions=path_text(predictions), plot=path_text(plot), as_json=as_json,
     )
     if splits:
         from mbgf_cli.commands.fewshot import zero_shot_splits

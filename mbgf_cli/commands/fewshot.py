@@ -11,7 +11,7 @@ import typer
 
 from mbgf_cli.commands import options
 from mbgf_cli.commands.flops import ListOptionsCommand
-from mbgf_cli.commands.options import DATA, MODEL
+from mbgf_cli.commands.options import DATA, MODEL, path_text
 from mbgf_cli.console import console, err_console
 
 PROTOCOL = "Protocol"
@@ -115,9 +115,9 @@ def fewshot(
     from mbgf_cli import tables, training
 
     train_cfg = training.TrainConfig(
-        dataset=dataset, root=options.path_text(root), train_list=train_list, val_list=val_list, labels=options.path_text(labels),
+        dataset=dataset, root=path_text(root), train_list=train_list, val_list=val_list, labels=path_text(labels),
         decoder=decoder, workers=workers, strict=strict, flip=flip, cache_decoded=cache_decoded, model=model,
-        frames=frames, input_size=input_size, pretrained=pretrained, init=options.path_text(init), freeze_text=freeze_text,
+        frames=frames, input_size=input_size, pretrained=pretrained, init=path_text(init), freeze_text=freeze_text,
         prompts=prompts, grad_checkpointing=grad_checkpointing, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
         new_lr_mult=new_lr_mult, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, batch_size=batch_size,
         total_batch=total_batch, clip_grad=clip_grad, amp=amp, label_smoothing=label_smoothing, mixup=mixup,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mbgf_cli.commands import options
-from mbgf_cli.commands.options import DATA, MODEL, RUN
+from mbgf_cli.commands.options import DATA, MODEL, RUN, path_text
 from mbgf_cli.console import console, err_console
 
 OPTIM = "Optimisation"
@@ -119,15 +119,15 @@ def train(
         raise UserError("give --dataset (k400, ucf101, hmdb51, synthetic) or --root DIR; "
                         "try: mbgf train --dataset synthetic")
     cfg = training.TrainConfig(
-        dataset=dataset, root=options.path_text(root), train_list=train_list, val_list=val_list, labels=options.path_text(labels),
+        dataset=dataset, root=path_text(root), train_list=train_list, val_list=val_list, labels=path_text(labels),
         decoder=decoder, workers=workers, strict=strict, flip=flip, crop=crop, jitter=jitter, gray=gray,
         cache_decoded=cache_decoded, model=model, variant=variant, mbgf=mbgf, frames=frames, input_size=input_size,
-        pretrained=pretrained, init=options.path_text(init), freeze_text=freeze_text, prompts=prompts,
+        pretrained=pretrained, init=path_text(init), freeze_text=freeze_text, prompts=prompts,
         grad_checkpointing=grad_checkpointing, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
         new_lr_mult=new_lr_mult, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, batch_size=batch_size,
         total_batch=total_batch, clip_grad=clip_grad, amp=amp, label_smoothing=label_smoothing, mixup=mixup,
-        cutmix=cutmix, loss=loss, seed=seed, resume=options.path_text(resume), eval_every=eval_every, device=device, plot=plot,
-        inject_nan_at_step=inject_nan_at_step, stop_at_step=stop_at_step,
+        cutmix=cutmix, loss=loss, seed=seed, resume=path_text(resume), eval_every=eval_every, device=device,
+        plot=plot, inject_nan_at_step=inject_nan_at_step, stop_at_step=stop_at_step,
     )
     if resume is None:
         cfg.out = str(out) if out is not None else training.default_out_dir(cfg)
