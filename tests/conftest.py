@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tests.test_train_support import make_dataset
+
 
 @pytest.fixture(scope="module")
 def one_thread():
@@ -12,3 +14,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def toy_dataset(tmp_path_factory):
+    """The toy synthetic dataset of the training, evaluation and DDP tests (read-only: copy to change)."""
+    return make_dataset(tmp_path_factory)

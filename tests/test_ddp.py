@@ -11,16 +11,9 @@ from mbgf_cli.checkpoint import load_checkpoint
 from tests.test_train_support import (
     TINY_RUN,
     env_without_torchrun,
-    make_dataset,
     read_metrics,
     run_cli,
 )
-
-
-@pytest.fixture(scope="session")
-def toy_dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory)
-
 
 
 @pytest.mark.slow

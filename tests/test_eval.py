@@ -12,14 +12,8 @@ from mbgf_cli.checkpoint import save_checkpoint
 from mbgf_cli.data import VideoDataset, build_loader, read_labels
 from mbgf_cli.evaluation import EvalResult, evaluate_loader
 from mbgf_cli.training import class_text_tokens
-from tests.test_train_support import make_dataset, run_cli
+from tests.test_train_support import run_cli
 from tests.videos import write_text_as_video
-
-
-@pytest.fixture(scope="session")
-def toy_dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory)
-
 
 
 @pytest.fixture(scope="module")

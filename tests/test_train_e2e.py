@@ -5,13 +5,7 @@ import json
 import pytest
 
 from mbgf_cli.checkpoint import load_checkpoint, read_meta
-from tests.test_train_support import TINY_RUN, make_dataset, read_metrics, run_cli
-
-
-@pytest.fixture(scope="session")
-def toy_dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory)
-
+from tests.test_train_support import TINY_RUN, read_metrics, run_cli
 
 
 @pytest.mark.slow

@@ -13,17 +13,10 @@ from mbgf_cli.checkpoint import load_checkpoint, load_train_state, read_meta
 from tests.test_train_support import (
     TINY_RUN,
     env_without_torchrun,
-    make_dataset,
     read_metrics,
     run_cli,
     without_timing,
 )
-
-
-@pytest.fixture(scope="session")
-def toy_dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory)
-
 
 STEPS_PER_EPOCH = 48 // 8
 

@@ -20,8 +20,7 @@ VIDEOS_PER_CLASS = 5  # 4 train + 1 val per class: 48 train, 12 val videos
 
 
 def make_dataset(tmp_path_factory) -> Path:
-    """The toy synthetic dataset, generated once per test session (each test module wraps this in a
-``toy_dataset`` fixture)."""
+    """The toy synthetic dataset, generated once per test session (conftest's ``toy_dataset`` fixture)."""
     root = tmp_path_factory.getbasetemp() / "synthetic-toy"
     if not (root / "val.txt").is_file():
         from mbgf_cli.data import synthetic
