@@ -1,0 +1,75 @@
+"""Atomic file writes: the one helper every writer of text, JSON and lists uses.
+
+A reader (or a run killed mid-write) sees either the previous file or the new one, never a part:
+the content goes to a temporary sibling, is flushed to disk, then renamed over the target, and the
+directory entry is flushed too. A full disk names the file and says the previous one is intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from mbgf_cli.errors import UserError
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden name beside ``path``, unique to this writer; ``is_stale_temporary`` recognises it."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+
+def is_stale_temporary(path: Path, target_name: str) -> bool:
+    return path.name.startswith(f".{target_name}.tmp-")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_output(p) as tmp:`` write ``tmp`` (any way: open, a library's save); on a clean
+    exit it is fsynced and renamed over ``p``; on an error it is removed and ``p`` is untouched."""
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            kept = "the previous version is intact" if path.exists() else "nothing was written"
+            raise UserError(f"{path}: no space left on the device while writing it ({kept})") from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
