@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 import fusion
+from fusion.prompts import class_text_tokens
 from mbgf_cli.presets import SYNTHETIC_RECIPE
-from mbgf_cli.training import TrainConfig, class_text_tokens, make_param_groups
+from mbgf_cli.training import TrainConfig, make_param_groups
 
 
 def make_step(model_name: str, mbgf: bool, batch: int, frames: int, size: int, classes: int, device: str):

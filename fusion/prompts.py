@@ -41,3 +41,21 @@ def class_tokens(class_names: list[str], templates: tuple[str, ...] | list[str] 
 
 
 tokenize_classes = class_tokens
+
+
+def class_text_tokens(class_names: list[str], prompts: str, given_templates: list[str] | None = None) -> torch.Tensor:
+    """Class names through the prompt templates: ``[K, P, L]`` ("all") or ``[K, L]`` ("one": the first).
+    ``given_templates`` replace this project's own (a converted checkpoint records the ones its paper
+    tested with).
+
+    Tokens after the longest prompt's end-of-text are cut (L <= 77): the text encoder is causal and
+    reads each prompt's features at its end-of-text token, so the result is the same, for less work.
+    """
+    if prompts not in ("all", "one"):
+        raise ValueError(f"prompts must be 'all' or 'one', not {prompts!r}")
+    chosen = list(given_templates or TEMPLATES)
+    tokens = class_tokens(class_names, chosen if prompts == "all" else chosen[:1])
+    if prompts == "one":
+        tokens = tokens[:, 0]
+    length = int(tokens.argmax(dim=-1).max()) + 1  # <|endoftext|> has the largest id
+    return tokens[..., :length].contiguous()

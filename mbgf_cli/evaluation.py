@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, interop
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
+from mbgf_cli.precision import resolve_amp
 
 BRANCHES = ("appearance", "temporal", "motion")
 
@@ -185,7 +187,7 @@ def parse_views(text: str) -> tuple[int, int]:
 
 def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
     """Run ``mbgf eval``: returns the result and a description (model, dataset, views, paths)."""
-    from mbgf_cli import presets, training
+    from mbgf_cli import presets
     from mbgf_cli.frame_cache import CachedVideoDataset
 
     ctx = distributed.setup(cfg.device)
@@ -225,8 +227,8 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         workers = cfg.workers if cfg.workers is not None else min(4, torch.get_num_threads())
         loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
                               drop_last=False, distributed=ctx.distributed)
-        tokens = training.class_text_tokens(class_names, prompts, templates).to(ctx.device)
-        amp_dtype = training.resolve_amp(cfg.amp, ctx.device)
+        tokens = class_text_tokens(class_names, prompts, templates).to(ctx.device)
+        amp_dtype = resolve_amp(cfg.amp, ctx.device)
         autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype is not None else None
 
         with progress(transient=True) as bar:

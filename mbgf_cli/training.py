@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, presets
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
+from mbgf_cli.precision import resolve_amp
 
 
 @dataclass
@@ -471,23 +473,6 @@ def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: 
                    micro_batches, workers)
 
 
-def class_text_tokens(class_names: list[str], prompts: str, given_templates: list[str] | None = None) -> torch.Tensor:
-    """Class names through the prompt templates: ``[K, P, L]`` ("all") or ``[K, L]`` ("one": the first).
-    ``given_templates`` replace mbgf's own (a converted checkpoint records the ones its paper tested with).
-
-    Tokens after the longest prompt's end-of-text are cut (L <= 77): the text encoder is causal and
-    reads each prompt's features at its end-of-text token, so the result is the same, for less work.
-    """
-    from fusion import prompts as templates
-
-    chosen = list(given_templates or templates.TEMPLATES)
-    tokens = templates.class_tokens(class_names, chosen if prompts == "all" else chosen[:1])
-    if prompts == "one":
-        tokens = tokens[:, 0]
-    length = int(tokens.argmax(dim=-1).max()) + 1  # <|endoftext|> has the largest id
-    return tokens[..., :length].contiguous()
-
-
 def make_param_groups(model, cfg: TrainConfig) -> list[dict]:
     """CLIP weights at lr, new modules at lr x new_lr_mult; no weight decay on 1-D tensors (norms,
     biases, the logit scale) and embeddings (token, positions, class token)."""
@@ -511,12 +496,6 @@ def make_param_groups(model, cfg: TrainConfig) -> list[dict]:
     for group in ordered:
         group.pop("names")
     return ordered
-
-
-def resolve_amp(amp: str, device: torch.device):
-    if amp == "auto":  # bf16 where the GPU has it; full precision on CPUs (bf16 matmuls are slow there)
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
 
 
 def accumulation_steps(total_batch: int, batch_size: int, world_size: int) -> int:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import fusion
+from fusion.prompts import class_text_tokens
 from mbgf_cli.checkpoint import save_checkpoint
 from mbgf_cli.data import VideoDataset, build_loader, read_labels
 from mbgf_cli.evaluation import EvalResult, evaluate_loader
-from mbgf_cli.training import class_text_tokens
 from tests.test_train_support import run_cli
 from tests.videos import write_text_as_video
 

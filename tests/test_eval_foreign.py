@@ -8,9 +8,9 @@ import reference_models as ref
 import torch
 
 import fusion
+from fusion.prompts import class_text_tokens
 from mbgf_cli import interop
 from mbgf_cli.data import VideoDataset, read_labels
-from mbgf_cli.training import class_text_tokens
 from tests.test_train_support import make_dataset, run_cli
 
 FRAMES = 8

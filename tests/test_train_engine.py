@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import fusion
+from fusion.prompts import class_text_tokens
 from mbgf_cli import presets
 from mbgf_cli.errors import UserError
 from mbgf_cli.training import (
     TrainConfig,
     accumulation_steps,
-    class_text_tokens,
     lr_schedule,
     make_param_groups,
     resolve_config,
