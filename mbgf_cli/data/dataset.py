@@ -211,20 +211,7 @@ class VideoDataset(Dataset):
         if self.train:
             frames, _ = read_frames(self.source, path, lambda n: self.sampler(n, generator), self.decoder)
             return self.transform(frames, generator)
-        clips, crops = self.views
-        # One decode for all temporal clips: the union of their frames, then split.
-        plan = {}
-
-        def pick(n):
-            plan["views"] = self.sampler.views(n, clips)
-            return sorted({i for view in plan["views"] for i in view})
-
-        frames, _ = read_frames(self.source, path, pick, self.decoder)
-        wanted = sorted({i for view in plan["views"] for i in view})
-        row = {i: k for k, i in enumerate(wanted)}
-        views = [self.transform(frames[[row[i] for i in view]]) for view in plan["views"]]  # each [crops, T, 3, S, S]
-        stacked = torch.stack(views)  # [clips, crops, T, 3, S, S]
-        return stacked.reshape(clips * crops, *stacked.shape[2:])
+        return load_test_views(self.source, path, self.sampler, self.transform, self.views[0], self.decoder)
 
     # Failure record: one marker file per failed video in failures_dir (shared by all workers).
 
@@ -280,6 +267,26 @@ class VideoDataset(Dataset):
             return None
         count = self.write_failures(path)
         return f"{count} video{'s' if count != 1 else ''} skipped, list written to {path}"
+
+
+def load_test_views(source, name: str, sampler: FrameSampler, transform: TestTransform, clips: int,
+                    decoder: str = "auto") -> torch.Tensor:
+    """The deterministic test views of one video, ``[clips * crops, T, 3, S, S]`` (view = clip * crops +
+    crop): what ``mbgf eval`` (through ``VideoDataset``) and ``mbgf predict``/``embed`` read. Raises
+    ``VideoError``."""
+    # One decode for all temporal clips: the union of their frames, then split.
+    plan = {}
+
+    def pick(n):
+        plan["views"] = sampler.views(n, clips)
+        return sorted({i for view in plan["views"] for i in view})
+
+    frames, _ = read_frames(source, name, pick, decoder)
+    wanted = sorted({i for view in plan["views"] for i in view})
+    row = {i: k for k, i in enumerate(wanted)}
+    views = [transform(frames[[row[i] for i in view]]) for view in plan["views"]]  # each [crops, T, 3, S, S]
+    stacked = torch.stack(views)  # [clips, crops, T, 3, S, S]
+    return stacked.reshape(-1, *stacked.shape[2:])
 
 
 class ResumableSampler(DistributedSampler):
