@@ -7,12 +7,13 @@ Knows nothing about files or the command line.
     logits = model(clips, class_tokens)       # [B, T, 3, H, W], [K, 77] or [K, P, 77] -> [B, K]
     logits, details = model(clips, class_tokens, return_details=True)   # details["gates"]: [B, 3]
 
-Modules: ``registry`` (names -> models, VideoModelConfig), ``video_model`` (VideoCLIP), ``heads``
+Modules: ``config`` (VideoModelConfig, backbones, constants), ``registry`` (names -> models),
+``video_model`` (VideoCLIP), ``heads``
 (ActionCLIP), ``xclip`` (X-CLIP), ``mbgf`` (MBGF), ``prompts``, ``losses``, ``mixup``.
 """
 
 from fusion import losses, mixup, prompts
-from fusion.registry import (
+from fusion.config import (
     BACKBONES,
     CLIP_MEAN,
     CLIP_STD,
@@ -21,10 +22,8 @@ from fusion.registry import (
     VARIANTS,
     Backbone,
     VideoModelConfig,
-    build_from_config,
-    build_video_model,
-    build_video_model_from_config,
 )
+from fusion.registry import build_from_config, build_video_model, build_video_model_from_config
 from fusion.video_model import VideoCLIP
 
 __all__ = [

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from clip.model import LayerNorm, Transformer
+from fusion.config import BRANCHES
 from fusion.heads import check_frames, init_new_weights
-
-BRANCHES = ("appearance", "temporal", "motion")
 
 
 class TemporalBranch(Transformer):

@@ -19,13 +19,12 @@ average, so ``logits.softmax(-1)`` is ActionCLIP's score. ``config.test_logit_sc
 ``logit_scale.exp()`` in evaluation (ActionCLIP tests at a fixed 100).
 """
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clip.model import CLIP, LayerNorm, Transformer
+from fusion.config import VideoModelConfig
 from fusion.heads import ActionCLIPTransformerHead, init_new_weights
 from fusion.mbgf import MBGF
 from fusion.xclip import (
@@ -34,9 +33,6 @@ from fusion.xclip import (
     MultiframeIntegrationTransformer,
     VideoSpecificPrompt,
 )
-
-if TYPE_CHECKING:
-    from fusion.registry import VideoModelConfig
 
 TEXT_MODULES = ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection")
 
@@ -47,7 +43,7 @@ class VideoCLIP(nn.Module):
     The CLIP's parameters are adopted, not copied: ``clip_model`` and the video model share them.
     """
 
-    def __init__(self, clip_model: CLIP, config: "VideoModelConfig"):
+    def __init__(self, clip_model: CLIP, config: VideoModelConfig):
         super().__init__()
         self.config = config
         self.clip_config = clip_model.config
@@ -113,8 +109,9 @@ class VideoCLIP(nn.Module):
         self._text_cache = None
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names conventionally kept out of weight decay: embeddings, positions, X-CLIP's alpha,
-        the logit scale (norms and biases are recognised by their shape)."""
+        """The parameters kept out of weight decay (the one rule; the optimiser's groups follow it): every
+        tensor of fewer than 2 dimensions (norms, biases, the logit scale, X-CLIP's alpha), embeddings
+        and positions (token, class, frame and patch positions)."""
         return {name for name, p in self.named_parameters()
                 if p.ndim < 2 or "embedding" in name or name.endswith(("alpha", "logit_scale"))}
 

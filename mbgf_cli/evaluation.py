@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, interop
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
 from mbgf_cli.precision import resolve_amp
-
-BRANCHES = ("appearance", "temporal", "motion")
 
 
 @dataclass

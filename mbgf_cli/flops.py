@@ -211,7 +211,7 @@ def video_model_cost(config: fusion.VideoModelConfig, classes: int = 1) -> Cost:
     tables count it with the video; the class texts themselves are the text encoder's cost.
     """
     with torch.device("meta"):
-        model = config.build()
+        model = fusion.build_from_config(config)
     clips = torch.empty(1, config.frames, 3, config.input_size, config.input_size, device="meta")
 
     def forward():

@@ -279,7 +279,7 @@ def build_model(state: dict, config, strict: bool = True, source: str | Path = "
     """The model ``config`` describes with ``state``'s weights. Returns ``(model, missing, unexpected)``;
     with ``strict`` any missing or unexpected key is a UserError naming the first few. A shape mismatch
     is always an error."""
-    model = config.build()
+    model = fusion.build_from_config(config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

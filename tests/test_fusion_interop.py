@@ -10,19 +10,19 @@ import torch
 
 import fusion
 from clip.model import CLIP, build_model
-from fusion.registry import BACKBONES, VideoModelConfig
+from fusion.config import BACKBONES, VideoModelConfig
 from tests import reference_models as ref
 
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
-if not INTEROP.is_dir():
-    INTEROP = Path("/work/shared/interop")
+# The published key lists (name<TAB>[shape] per line), copied from X-CLIP's and ActionCLIP's released
+# checkpoints: tests/data/README.md says where each comes from.
+DATA = Path(__file__).resolve().parent / "data"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def published_keys(name: str) -> dict[str, list[int]]:
-    rows = (line.split("\t") for line in (INTEROP / name).read_text().splitlines() if line.strip())
+    rows = (line.split("\t") for line in (DATA / name).read_text().splitlines() if line.strip())
     return {key: [int(n) for n in shape.strip("[]").split(",") if n.strip()] for key, shape in rows}
 
 
