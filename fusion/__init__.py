@@ -8,8 +8,8 @@ Knows nothing about files or the command line.
     logits, details = model(clips, class_tokens, return_details=True)   # details["gates"]: [B, 3]
 
 Modules: ``config`` (VideoModelConfig, backbones, constants), ``registry`` (names -> models),
-``video_model`` (VideoCLIP), ``heads``
-(ActionCLIP), ``xclip`` (X-CLIP), ``mbgf`` (MBGF), ``prompts``, ``losses``, ``mixup``.
+``video_model`` (VideoCLIP), ``heads`` (ActionCLIP), ``xclip`` (X-CLIP), ``mbgf`` (MBGF), ``prompts``,
+``losses``, ``mixup``.
 """
 
 from fusion import losses, mixup, prompts

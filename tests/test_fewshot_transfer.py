@@ -53,7 +53,7 @@ def test_transfer_to_ucf101_from_a_checkpoint_of_other_classes(source_checkpoint
     moved = [(model.state_dict()[k] - v).abs().max().item() for k, v in source.state_dict().items()
              if v.is_floating_point()]
     torch.manual_seed(1234)  # not the source's seed, whose init it is still near after a few steps
-    fresh = fusion.VideoModelConfig.from_dict(source_meta["config"]).build()  # the same model from scratch
+    fresh = fusion.build_from_config(fusion.VideoModelConfig.from_dict(source_meta["config"]))  # from scratch
     far = [(fresh.state_dict()[k] - v).abs().max().item() for k, v in source.state_dict().items()
            if v.is_floating_point()]
     assert max(moved) < 0.05 < max(far)
