@@ -6,11 +6,16 @@ rebuild functions and refuses the whole file when it meets any other class, e.g.
 ``CfgNode`` that X-CLIP stores beside its weights. This module reads such files anyway:
 
 - :class:`Unpickler` resolves only an allowlist (torch's tensor rebuild functions, storages, dtypes,
-  ``OrderedDict``, sets ...). Any other ``module.name`` becomes a placeholder class, and nothing is
-  ever imported. Creating an instance of it the way pickle recreates plain objects (``NEWOBJ``: no
-  code of the class runs) gives an :class:`Opaque` object that records the class name and its state;
-  *calling* it (``REDUCE``: how ``os.system``, ``eval``, ``subprocess.Popen`` ... get run) raises
-  :class:`RefusedPickle`.
+  ``OrderedDict``, sets, numpy arrays of plain numbers ...). Any other ``module.name`` becomes a
+  placeholder class, and nothing is ever imported. Creating an instance of it the way pickle recreates
+  plain objects (``NEWOBJ``, or ``copyreg._reconstructor`` over ``object``/``dict``/``list`` in protocols
+  0 and 1: no code of the class runs) gives an :class:`Opaque` object that records the class name and
+  its content (a yacs ``CfgNode`` reads as its nested dict); *calling* it (``REDUCE``: how
+  ``os.system``, ``eval``, ``subprocess.Popen`` ... get run) raises :class:`RefusedPickle`.
+- Protocols 0-2 (``torch.save``'s default is 2) name Python 2's modules: ``__builtin__.set``,
+  ``copy_reg._reconstructor``. These are translated to Python 3's names with the standard library's
+  own table (``_compat_pickle``, what ``pickle`` itself uses) before the allowlist is consulted, so
+  ``__builtin__.eval`` is ``builtins.eval``: not allowed, refused when called.
 - TorchScript archives (OpenAI's CLIP files) are read without ``torch.jit.load``, which compiles the
   archive's code and runs methods such as ``__setstate__``: ``data.pkl`` goes through the same
   Unpickler, and each module's tensors are named from the ``__parameters__`` / ``__buffers__``
@@ -22,6 +27,7 @@ rebuild functions and refuses the whole file when it meets any other class, e.g.
 
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import collections
 import io
@@ -56,6 +62,10 @@ class _PlaceholderType(type):
         raise RefusedPickle(cls.qualname)
 
 
+# Dict subclasses whose attributes are bookkeeping, not content.
+RECORDED_AS_DICTS = frozenset({"yacs.config.CfgNode"})
+
+
 class Opaque(metaclass=_PlaceholderType):
     """An object of a class that is not read (e.g. ``yacs.config.CfgNode``): its class name and the
     state pickle gave it, for inspection only. Nothing of the original class runs."""
@@ -84,8 +94,9 @@ class Opaque(metaclass=_PlaceholderType):
         return f"<opaque {self.qualname}>"
 
     def to_plain(self) -> Any:
-        """The recorded content as plain Python (dict items first, then list elements, then state)."""
-        if self.items:
+        """The recorded content as plain Python (dict items first, then list elements, then state); a
+        yacs ``CfgNode`` (X-CLIP's and ViFi-CLIP's config) is its nested dict, even when empty."""
+        if self.items or self.qualname in RECORDED_AS_DICTS:
             return {str(k): plain(v) for k, v in self.items.items()}
         if self.elements:
             return [plain(v) for v in self.elements]
@@ -103,6 +114,10 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, torch.Tensor):
         return f"tensor{list(value.shape)}"
+    if type(value).__module__ == "numpy":  # numpy scalars and arrays (logged metrics)
+        if getattr(value, "ndim", 0) == 0:
+            return plain(value.item())
+        return plain(value.tolist()) if value.size <= 16 else f"array{list(value.shape)}"
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
@@ -131,10 +146,28 @@ def _latin1_encode(text, encoding="latin1"):
 
 
 def _reconstructor(cls, base, state):
-    # copyreg._reconstructor (protocols 0 and 1): allowed only to make placeholders.
-    if isinstance(cls, _PlaceholderType):
-        return cls.__new__(cls)
-    raise RefusedPickle("copyreg._reconstructor")
+    """copyreg._reconstructor (how protocols 0 and 1 recreate plain objects): the real one calls
+    ``base.__new__(cls, state)`` and ``base.__init__``, i.e. any constructor a file names. Here ``cls``
+    must be a placeholder (the object is recorded, never built) and ``base`` object, dict or list
+    (whose content ``state`` is recorded as the object's items or elements)."""
+    if not isinstance(cls, _PlaceholderType):
+        raise RefusedPickle(f"copyreg._reconstructor on {_name_of(cls)} (only plain records are read)")
+    if base not in (object, dict, list):
+        raise RefusedPickle(f"copyreg._reconstructor with base {_name_of(base)}")
+    record = cls.__new__(cls)
+    if base is dict and isinstance(state, dict):
+        record.items.update(state)
+    elif base is list and isinstance(state, list):
+        record.elements.extend(state)
+    elif state is not None:
+        raise RefusedPickle(f"copyreg._reconstructor of {cls.qualname} from a {type(state).__name__}")
+    return record
+
+
+def _name_of(obj) -> str:
+    if isinstance(obj, _PlaceholderType):
+        return obj.qualname
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
@@ -146,6 +179,10 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("builtins", "frozenset"): frozenset,
         ("builtins", "complex"): complex,
         ("builtins", "bytearray"): bytearray,
+        # the bases copyreg._reconstructor names (see there); calling them builds a plain container
+        ("builtins", "object"): object,
+        ("builtins", "dict"): dict,
+        ("builtins", "list"): list,
         ("_codecs", "encode"): _latin1_encode,
         ("copyreg", "_reconstructor"): _reconstructor,
         ("torch", "Size"): torch.Size,
@@ -158,10 +195,33 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("numpy", "dtype"): numpy.dtype,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        # numpy arrays (mmengine's logged history in mmaction2 checkpoints): an empty array, then
+        # ndarray.__setstate__ with the raw bytes
+        ("numpy", "ndarray"): numpy.ndarray,
+        ("numpy.core.multiarray", "_reconstruct"): _numpy_array,
+        ("numpy._core.multiarray", "_reconstruct"): _numpy_array,
+        ("numpy.core.numeric", "_frombuffer"): _numpy_from_buffer,  # protocol 5
+        ("numpy._core.numeric", "_frombuffer"): _numpy_from_buffer,
     }
     if hasattr(torch._utils, "_rebuild_tensor_v3"):
         allowed[("torch._utils", "_rebuild_tensor_v3")] = torch._utils._rebuild_tensor_v3
     return allowed
+
+
+def _numpy_array(cls, shape, dtype):
+    import numpy
+
+    if cls is not numpy.ndarray:
+        raise RefusedPickle(f"numpy.core.multiarray._reconstruct of {_name_of(cls)}")
+    return numpy.ndarray.__new__(numpy.ndarray, shape, dtype)
+
+
+def _numpy_from_buffer(buffer, dtype, shape, order):
+    import numpy
+
+    if not isinstance(dtype, numpy.dtype) or dtype.hasobject or order not in ("C", "F"):
+        raise RefusedPickle("numpy.core.numeric._frombuffer")
+    return numpy.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order).copy()
 
 
 def _numpy_scalar(dtype, data=None):
@@ -175,12 +235,21 @@ def _numpy_scalar(dtype, data=None):
 _ALLOWED: dict[tuple[str, str], Any] | None = None
 
 
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """``module.name`` as Python 3 spells it: protocols 0-2 name Python 2's modules (``__builtin__``,
+    ``copy_reg``), translated by the standard library's own compatibility table, as ``pickle`` does."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def resolve(module: str, name: str) -> Any:
     """What ``module.name`` means in a restricted pickle: an allowed object, a torch dtype, or a
     placeholder class. Never imports anything."""
     global _ALLOWED
     if _ALLOWED is None:
         _ALLOWED = _allowed()
+    module, name = python3_name(module, name)
     if (module, name) in _ALLOWED:
         return _ALLOWED[(module, name)]
     if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):

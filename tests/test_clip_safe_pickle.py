@@ -1,27 +1,49 @@
 """Reading foreign checkpoint files without running code from them (clip.safe_pickle)."""
 
+import collections
+import copyreg
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from reference_models import openai_archive_state_dict, write_torchscript_archive
 from safetensors.torch import save_file
+from yacs.config import CfgNode as CN
 
 import clip
 from clip import safe_pickle
 
 
-class CfgNode(dict):
-    """Stands in for yacs' CfgNode (a dict subclass with attributes), which X-CLIP saves with its weights."""
+class Recipe(dict):
+    """A class this reader does not know (a dict subclass with attributes, as configs often are)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.__dict__["_immutable"] = True
+
+
+def xclip_config():
+    """A real yacs CfgNode shaped like X-CLIP's config (configs/k400/16_8.yaml over config.py's defaults)."""
+    config = CN()
+    config.DATA = CN()
+    config.DATA.NUM_FRAMES, config.DATA.INPUT_SIZE, config.DATA.DATASET = 8, 224, "kinetics400"
+    config.MODEL = CN()
+    config.MODEL.ARCH, config.MODEL.DROP_PATH_RATE, config.MODEL.PRETRAINED = "ViT-B/16", 0.0, None
+    config.TRAIN = CN()
+    config.TRAIN.LR, config.TRAIN.EPOCHS = 8e-6, 30
+    config.freeze()
+    return config
+
+
+def as_dict(node):
+    return {k: as_dict(v) if isinstance(v, CN) else v for k, v in node.items()}
 
 
 def _runs(callable_, marker):
@@ -74,7 +96,7 @@ def test_a_torchscript_archive_whose_data_pickle_would_run_a_command_is_refused(
 
 
 def test_an_unknown_class_becomes_an_opaque_record_and_tensors_load(tmp_path):
-    config = CfgNode(DATA=CfgNode(NUM_FRAMES=8, INPUT_SIZE=224), MODEL=CfgNode(ARCH="ViT-B/16"), TAGS=(1, 2.5))
+    config = Recipe(DATA=Recipe(NUM_FRAMES=8, INPUT_SIZE=224), MODEL=Recipe(ARCH="ViT-B/16"), TAGS=(1, 2.5))
     weights = {"visual.proj": torch.randn(4, 3).half(), "mit.positional_embedding": torch.randn(1, 8, 3)}
     path = tmp_path / "xclip.pth"
     torch.save({"model": weights, "config": config, "epoch": 3, "max_accuracy": 80.5}, path)
@@ -86,8 +108,8 @@ def test_an_unknown_class_becomes_an_opaque_record_and_tensors_load(tmp_path):
     for key, tensor in weights.items():
         assert loaded["model"][key].dtype == tensor.dtype and torch.equal(loaded["model"][key], tensor)
     opaque = loaded["config"]
-    assert isinstance(opaque, safe_pickle.Opaque) and not isinstance(opaque, CfgNode)
-    assert opaque.qualname == f"{__name__}.CfgNode"
+    assert isinstance(opaque, safe_pickle.Opaque) and not isinstance(opaque, Recipe)
+    assert opaque.qualname == f"{__name__}.Recipe"
     assert opaque.to_plain() == {"DATA": {"NUM_FRAMES": 8, "INPUT_SIZE": 224}, "MODEL": {"ARCH": "ViT-B/16"},
                                  "TAGS": [1, 2.5]}
 
@@ -111,7 +133,7 @@ def test_usable_as_torch_load_pickle_module(tmp_path):
 
 def test_legacy_torch_save_format(tmp_path):
     path = tmp_path / "legacy.pt"
-    torch.save({"a": torch.ones(3), "config": CfgNode(x=1)}, path, _use_new_zipfile_serialization=False)
+    torch.save({"a": torch.ones(3), "config": Recipe(x=1)}, path, _use_new_zipfile_serialization=False)
     loaded = safe_pickle.load_file(path)
     assert torch.equal(loaded["a"], torch.ones(3)) and loaded["config"].to_plain() == {"x": 1}
 
@@ -150,3 +172,105 @@ def test_missing_file(tmp_path):
 def test_byte_strings_in_protocol_2_pickles_read():
     data = pickle.dumps({"blob": b"\x00\xffabc"}, protocol=2)
     assert safe_pickle.load(io.BytesIO(data)) == {"blob": b"\x00\xffabc"}
+
+
+# ------------------------------------------------------------------------------ real files (issue 12)
+
+
+@pytest.mark.parametrize("protocol", [None, 1, 2, 4, 5], ids=lambda p: "default" if p is None else f"protocol-{p}")
+def test_a_real_yacs_config_reads_as_its_nested_dict_at_every_protocol(tmp_path, protocol):
+    """torch.save's default protocol (2) names __builtin__.set (a CfgNode's bookkeeping holds sets);
+    protocol 1 rebuilds it through copy_reg._reconstructor over __builtin__.dict. (torch cannot read
+    its own protocol-0 files: no such file exists.)"""
+    config, path = xclip_config(), tmp_path / "xclip.pth"
+    weights = {"visual.proj": torch.randn(4, 3).half()}
+    extra = {} if protocol is None else {"pickle_protocol": protocol}
+    torch.save({"model": weights, "config": config, "epoch": 29, "max_accuracy": 83.2}, path, **extra)
+    if protocol in (None, 1, 2):  # what the pickle names, as the issue reports it
+        names = set(re.findall(rb"(__builtin__|copy_reg)\n(\w+)", zipfile.ZipFile(path).read("xclip/data.pkl")))
+        assert (b"__builtin__", b"set") in names
+        assert ((b"copy_reg", b"_reconstructor") in names) == (protocol == 1)
+
+    loaded = safe_pickle.load_file(path)
+    assert torch.equal(loaded["model"]["visual.proj"], weights["visual.proj"]) and loaded["epoch"] == 29
+    assert loaded["config"].qualname == "yacs.config.CfgNode"
+    assert safe_pickle.plain(loaded["config"]) == as_dict(config)
+
+
+def test_an_empty_yacs_node_is_an_empty_dict(tmp_path):
+    path = tmp_path / "empty.pth"
+    torch.save({"config": CN()}, path)
+    assert safe_pickle.plain(safe_pickle.load_file(path)["config"]) == {}
+
+
+def test_sets_frozensets_ordered_dicts_and_numpy_arrays_read(tmp_path):
+    content = {"s": {1, 2}, "f": frozenset({"a"}), "o": collections.OrderedDict(b=1, a=2),
+               "history": np.linspace(0, 1, 5), "count": np.int64(7)}
+    for protocol in (1, 2, 5):
+        path = tmp_path / f"misc{protocol}.pth"
+        torch.save(content, path, pickle_protocol=protocol)
+        loaded = safe_pickle.load_file(path)
+        assert loaded["s"] == {1, 2} and loaded["f"] == frozenset({"a"})
+        assert list(loaded["o"].items()) == [("b", 1), ("a", 2)]
+        assert np.array_equal(loaded["history"], content["history"]) and loaded["count"] == 7
+
+
+def _live(payload_bytes, marker):
+    """The payload is real: Python's own unpickler runs it (creates the marker), which is then removed."""
+    loaded = pickle.loads(payload_bytes)
+    if isinstance(loaded["config"], subprocess.Popen):
+        loaded["config"].wait()
+    assert marker.exists()
+    marker.unlink()
+
+
+class _PopenViaReconstructor:
+    """What a protocol 0-2 pickle can say: copy_reg._reconstructor(Popen, Popen, args) builds a Popen,
+    i.e. runs a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return copyreg._reconstructor, (subprocess.Popen, subprocess.Popen, ["touch", str(self.marker)])
+
+
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_copy_reg_reconstructor_is_refused_for_a_class_that_runs_code(tmp_path, protocol):
+    marker = tmp_path / "marker"
+    data = pickle.dumps({"config": _PopenViaReconstructor(marker)}, protocol=protocol)
+    assert b"copy_reg\n_reconstructor" in data and b"commands\nPopen" in data  # Python 2's names
+    _live(data, marker)
+    path = tmp_path / "evil.pth"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"refusing to call copyreg._reconstructor with base subprocess.Popen"):
+        safe_pickle.load_file(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("callable_", [eval, os.system], ids=["__builtin__.eval", "os.system"])
+def test_protocol_2_payloads_are_refused_under_their_python_3_names(tmp_path, callable_):
+    marker = tmp_path / "marker"
+    data = pickle.dumps({"config": _runs(callable_, marker)}, protocol=2)
+    if callable_ is eval:
+        assert b"__builtin__\neval" in data  # the Python 2 name, translated before the allowlist
+    _live(data, marker)
+    path = tmp_path / "evil.pth"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"refusing to call ({'builtins.eval' if callable_ is eval else '(posix|nt).system'})"):
+        safe_pickle.load_file(path)
+    assert not marker.exists()
+
+
+def test_python_2_names_are_translated_by_the_standard_librarys_table():
+    assert safe_pickle.python3_name("__builtin__", "set") == ("builtins", "set")
+    assert safe_pickle.python3_name("copy_reg", "_reconstructor") == ("copyreg", "_reconstructor")
+    assert safe_pickle.python3_name("__builtin__", "unicode") == ("builtins", "str")
+    assert safe_pickle.resolve("__builtin__", "set") is set
+    assert safe_pickle.resolve("__builtin__", "eval").qualname == "builtins.eval"  # a placeholder
+
+
+def test_reconstructor_only_records_placeholders():
+    # A class the allowlist resolves (a real function here) is not a record: refused.
+    with pytest.raises(safe_pickle.RefusedPickle, match="_reconstructor on .*_latin1_encode"):
+        safe_pickle.loads(b"ccopy_reg\n_reconstructor\n(c_codecs\nencode\nc__builtin__\nobject\nNtR.")
