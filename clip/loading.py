@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import pickle
 import urllib.error
 import urllib.request
 import warnings
@@ -173,6 +174,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path}: unreadable TorchScript archive ({_first_line(e)})") from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's refusal advises weights_only=False, i.e. running the file's code: never. The restricted
+        # reader names what the file tries to call instead (or reads it, with placeholders for classes).
+        loaded = safe_pickle.load_file(path)
     except Exception as e:  # noqa: BLE001 - the unpickler fails in many ways on a file that is not a pickle
         raise ValueError(f"{path}: not a TorchScript archive, a PyTorch state dict or a safetensors file "
                          f"({_first_line(e)})") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import os
 import shutil
@@ -57,21 +58,40 @@ def save_checkpoint(directory, model: torch.nn.Module, meta: dict, train_state: 
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     header = {key: json.dumps(value) for key, value in header.items()}
 
-    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    staging = staging_directory(directory)
+    writing = staging
     try:
+        staging.mkdir()
+        writing = directory / MODEL_FILE
         _write_file(staging / MODEL_FILE, save_safetensors_bytes(_own_storage(model.state_dict()), header))
         if train_state is not None:
             tensors: dict[str, torch.Tensor] = {}
             described = _describe(train_state, tensors, "s")
+            writing = directory / STATE_TENSORS_FILE
             _write_file(staging / STATE_TENSORS_FILE, save_safetensors_bytes(tensors))
+            writing = directory / STATE_JSON_FILE
             _write_file(staging / STATE_JSON_FILE, json.dumps(described, indent=1).encode())
+        writing = directory
         _fsync_directory(staging)
         _replace_directory(staging, directory)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = (f"the previous {directory.name}/ checkpoint is intact" if (directory / MODEL_FILE).is_file()
+                else "no checkpoint was there before")
+        raise UserError(f"{writing}: no space left on the device while writing the checkpoint ({kept}); free "
+                        "some space and resume") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def staging_directory(directory) -> Path:
+    """Where a save of ``directory`` is written before it is swapped in: ``.NAME.tmp-XXXXXXXX`` beside it.
+    A writer killed mid-save leaves it behind; ``mbgf_cli.run_folder`` removes such leftovers."""
+    directory = Path(directory)
+    return directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
 def read_meta(directory) -> dict:
@@ -106,7 +126,11 @@ def load_checkpoint(directory, device: str | torch.device = "cpu", strict: bool 
         config = fusion.VideoModelConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as e:
         raise UserError(f"{model_file(directory)}: the model config in its metadata is not valid: {e}") from None
-    model = fusion.build_from_config(config)
+    try:
+        model = fusion.build_from_config(config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise UserError(f"{model_file(directory)}: the model config in its metadata is not valid: "
+                        f"{_one_line(e)[:300]}") from None
     load_weights(model, directory, strict=strict)
     return model.to(device), meta
 
@@ -115,6 +139,12 @@ def load_weights(model: torch.nn.Module, directory, strict: bool = True) -> None
     """Copy a checkpoint's weights into an existing model (same architecture)."""
     path = model_file(directory)
     state = _read_tensors(path)
+    expected = unwrap(model).state_dict()
+    for key, wanted in expected.items():  # torch would list every mismatch in one enormous message: name the first
+        if key in state and state[key].shape != wanted.shape:
+            raise UserError(f"{path}: weight {key} has shape {_shape(state[key])} in the file, but the model its "
+                            f"settings describe expects {_shape(wanted)} (were the settings in its metadata "
+                            "edited?)")
     result = unwrap(model).load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not _is_derived_key(k)]
     if strict and (missing or result.unexpected_keys):
@@ -315,6 +345,10 @@ def _restore(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
                 return float(value)
         return {k: _restore(v, tensors) for k, v in obj.items()}
     return obj
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "[" + ", ".join(map(str, tensor.shape)) + "]"
 
 
 def _one_line(e: BaseException) -> str:

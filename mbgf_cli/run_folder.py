@@ -1,0 +1,305 @@
+"""A run folder's lifecycle: who may use it, what it already holds, and what a new start does with it.
+
+A run folder is the unit of a training run (DESIGN.md, "Run lifecycle"): ``config.json``,
+``metrics.jsonl``, ``summary.json``, the ``last/``, ``best/`` and ``step/`` checkpoints. Any trace of a
+run makes the folder *that* run: a new start of the same configuration continues it, another
+configuration is refused (``--overwrite`` starts again, deleting only the run's own files).
+
+While a run uses the folder it holds an exclusive ``flock`` on ``.mbgf-run.lock`` inside it, which
+records the holder's PID and host. The kernel drops the lock when the holder dies (a SIGKILL too), so
+a lock is never left stuck; under torchrun only rank 0 locks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from mbgf_cli.errors import UserError
+
+LOCK_FILE = ".mbgf-run.lock"
+
+# What makes a folder a run: any of these (checkpoints, the record of the epochs, the configuration).
+TRACES = ("last", "best", "step", "metrics.jsonl", "config.json", "summary.json")
+# Everything a run writes into its folder; --overwrite deletes these and nothing else.
+ARTEFACTS = (*TRACES, "training_curve.png", "skipped", "skipped_train.txt", "skipped_val.txt", "tensorboard",
+             "wandb", ".last.old", ".best.old", ".step.old")
+# Files written through mbgf_cli.fileio (temporary sibling ".NAME.tmp-PID-HEX"; older writers: ".NAME.tmp").
+_FILES_WRITTEN = ("config.json", "summary.json", "metrics.jsonl", "training_curve.png", "skipped_train.txt",
+                  "skipped_val.txt")
+# The temporaries of the engine's own writers, and nothing else: checkpoint staging folders
+# (".last.tmp-1a2b3c4d", see checkpoint.save_checkpoint) and the files above.
+_TEMPORARY = re.compile(r"^\.(?:(?:last|best|step)\.tmp-[0-9a-f]{8}"
+                        r"|(?:" + "|".join(re.escape(n) for n in _FILES_WRITTEN) + r")\.tmp(?:-\d+-[0-9a-f]{6})?)$")
+
+
+# --------------------------------------------------------------------------------------------------
+# The lock
+# --------------------------------------------------------------------------------------------------
+
+
+class RunFolderBusy(UserError):
+    """Another live process holds the run folder."""
+
+
+class RunLock:
+    """``with RunLock(folder):`` the folder is this process's until the block ends (or the process dies).
+
+    Processes forked while the lock is held (data loader workers, decoding pools) close their copy of
+    the descriptor at once: a flock belongs to the open file, so a surviving child would otherwise keep
+    the folder locked after its parent was killed.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+        self._forget_in_children = False
+
+    def acquire(self) -> RunLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFolderBusy(f"{self.folder}: in use by another run ({describe_holder(self.path)}); wait "
+                                "for it to end, or choose another --output") from None
+        except OSError:  # a file system without flock (some network mounts): no lock rather than no run
+            os.close(fd)
+            return self
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode())
+        os.fsync(fd)
+        self._fd = fd
+        if not self._forget_in_children:
+            os.register_at_fork(after_in_child=self._close_in_child)
+            self._forget_in_children = True
+        return self
+
+    def _close_in_child(self) -> None:
+        # close, never LOCK_UN: unlocking from a child would unlock the parent's open file too
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # no PID of a finished run left behind to mislead anyone
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def describe_holder(lock_path: Path) -> str:
+    """"PID 1234 on host h" from a lock file (the holder writes it just after locking: wait briefly)."""
+    for _ in range(20):
+        try:
+            holder = json.loads(Path(lock_path).read_text() or "null")
+        except (OSError, json.JSONDecodeError):
+            holder = None
+        if isinstance(holder, dict) and "pid" in holder:
+            host = holder.get("host")
+            return f"PID {holder['pid']}" + (f" on {host}" if host and host != socket.gethostname() else "")
+        time.sleep(0.05)
+    return "PID unknown"
+
+
+# --------------------------------------------------------------------------------------------------
+# What a folder holds
+# --------------------------------------------------------------------------------------------------
+
+
+def traces(folder) -> list[str]:
+    """The names in ``folder`` that show a run was started there (empty: a fresh folder)."""
+    folder = Path(folder)
+    return [name for name in TRACES if (folder / name).exists()]
+
+
+def stale_temporaries(folder) -> list[Path]:
+    """Temporaries that the engine's own writers left behind when killed, and only those."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _TEMPORARY.match(p.name))
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete what :func:`stale_temporaries` finds. Call with the lock held: then no writer is alive."""
+    removed = stale_temporaries(folder)
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def overwrite(folder) -> list[str]:
+    """``--overwrite``: delete the run's own files (checkpoints, records, logs); anything else in the
+    folder (the user's notes, data) stays. Returns the names removed."""
+    folder = Path(folder)
+    removed = []
+    for name in ARTEFACTS:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    remove_stale_temporaries(folder)
+    return removed
+
+
+def checkpoint_iteration(directory) -> int | None:
+    """The optimiser step a resumable checkpoint stopped at; None for one without a training state."""
+    from mbgf_cli import checkpoint
+
+    try:
+        directory = checkpoint.resolve_directory(directory)
+    except UserError:
+        return None
+    if not checkpoint.has_train_state(directory):
+        return None
+    try:
+        position = json.loads((directory / checkpoint.STATE_JSON_FILE).read_text())["position"]
+        return int(position["iteration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{directory / checkpoint.STATE_JSON_FILE}: damaged (no readable position); resume "
+                        "from another checkpoint, or start again with --overwrite") from None
+
+
+def newest_checkpoint(folder) -> Path | None:
+    """The checkpoint to continue a run from: ``step/`` or ``last/``, whichever stopped later (``last/``
+    on a tie: it has the epoch's evaluation too). None when the folder has neither."""
+    from mbgf_cli import checkpoint
+
+    folder = Path(folder)
+    best_iteration, newest = None, None
+    for name in ("last", "step"):
+        iteration = checkpoint_iteration(folder / name)
+        if iteration is not None and (best_iteration is None or iteration > best_iteration):
+            best_iteration, newest = iteration, checkpoint.resolve_directory(folder / name)
+    return newest
+
+
+def resolve_resume(path) -> tuple[Path, Path]:
+    """``--resume PATH``: ``(run folder, checkpoint to continue from)``. PATH is a run folder (its newest
+    checkpoint), or one of its ``last/`` and ``step/`` checkpoints."""
+    from mbgf_cli import checkpoint
+
+    path = Path(path)
+    if path.name == checkpoint.MODEL_FILE and path.is_file():
+        path = path.parent
+    is_checkpoint = (path / checkpoint.MODEL_FILE).is_file() or (
+        not path.exists() and (path.parent / f".{path.name}.old" / checkpoint.MODEL_FILE).is_file())
+    if is_checkpoint:
+        directory = checkpoint.resolve_directory(path)
+        if checkpoint_iteration(directory) is None:
+            raise UserError(f"{path}: holds weights only, no training state; resume the run folder "
+                            f"{path.parent} (it continues from its newest last/ or step/ checkpoint)")
+        return path.parent, directory
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run folder or checkpoint")
+    newest = newest_checkpoint(path)
+    if newest is None:
+        found = traces(path)
+        raise UserError(f"{path}: no last/ or step/ checkpoint to resume from"
+                        + (f" (it holds {', '.join(found)})" if found else " (not a run folder)"))
+    return path, newest
+
+
+def read_recorded_config(folder) -> dict | None:
+    """The configuration recorded in ``folder/config.json`` (None when there is none)."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable as JSON ({' '.join(str(e).split())}); start again with "
+                        "--overwrite, or choose another --output") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: not a run configuration (a JSON object)")
+    return config
+
+
+# --------------------------------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------------------------------
+
+
+def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:
+    """``(name, recorded value, current value)`` for each setting that differs, in ``current``'s order.
+
+    Numbers compare by value (a JSON round trip turns 1e-3 into 0.001 and 2 into 2.0 alike); a key
+    only one side has counts as a difference unless its value there is None (an option added later).
+    """
+    differences = []
+    for key in [*current, *(k for k in recorded if k not in current)]:
+        if key in ignore:
+            continue
+        there, here = recorded.get(key), current.get(key)
+        if not _same(there, here):
+            differences.append((key, there, here))
+    return differences
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def option_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def show_value(value) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(show_value(v) for v in value)
+    return str(value)
+
+
+def describe_differences(differences, left: str = "there", right: str = "here") -> str:
+    """``--lr 0.001 there, 0.002 here; --epochs 30 there, 10 here``."""
+    return "; ".join(f"{option_name(key)} {show_value(a)} {left}, {show_value(b)} {right}"
+                     for key, a, b in differences)
+
+
+def refuse_other_configuration(folder, differences) -> UserError:
+    return UserError(f"{folder} holds a run of another configuration ({describe_differences(differences)}); "
+                     "resume it with the same options, or --overwrite, or another --output")
