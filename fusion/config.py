@@ -52,6 +52,7 @@ class VideoModelConfig:
     input_std: tuple[float, float, float] = CLIP_STD
     # ActionCLIP's "Transf" head
     actionclip_layers: int = 6
+    actionclip_layer_norm_eps: float = 1e-12  # ActionCLIP's "TF style"; mmaction2's port: 1e-5
     # X-CLIP
     xclip_mit_layers: int = 1
     xclip_prompt_layers: int = 2

@@ -49,14 +49,16 @@ class ActionCLIPTransformerHead(nn.Module):
     A learned frame-position embedding with one row per text context position (77, of which rows
     0..T-1 are used), then ``layers`` pre-LN residual attention blocks of width E (heads E/64,
     QuickGELU MLP 4x, LayerNorm eps 1e-12), a residual around the whole stack, and the mean over frames.
+    ``layer_norm_eps``: mmaction2's port of the head computes its LayerNorms at torch's 1e-5.
     """
 
-    def __init__(self, embed_dim: int, layers: int = 6, context_length: int = 77):
+    def __init__(self, embed_dim: int, layers: int = 6, context_length: int = 77,
+                 layer_norm_eps: float = TF_LAYER_NORM_EPS):
         super().__init__()
         self.frame_position_embeddings = nn.Embedding(context_length, embed_dim)
         self.transformer = Transformer(embed_dim, layers, max(1, embed_dim // 64))
         for block in self.transformer.resblocks:
-            block.ln_1.eps = block.ln_2.eps = TF_LAYER_NORM_EPS
+            block.ln_1.eps = block.ln_2.eps = layer_norm_eps
         init_new_weights(self)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,8 @@ class VideoCLIP(nn.Module):
         self.prompts_generator = None
         if variant == "actionclip":
             self.fusion_model = ActionCLIPTransformerHead(embed_dim, config.actionclip_layers,
-                                                          clip_model.config.context_length)
+                                                          clip_model.config.context_length,
+                                                          config.actionclip_layer_norm_eps)
         elif variant == "xclip":
             self.mit = MultiframeIntegrationTransformer(embed_dim, config.frames, config.xclip_mit_layers)
             self.prompts_visual_ln = LayerNorm(width)
