@@ -1,7 +1,9 @@
 """Evaluation: multi-view testing, gathered over processes, and the numbers of the papers' tables.
 
 A video's score is the softmax over classes of every view's logits, averaged over its views
-(clips x crops; the argmax is that of the sum). Top-1, top-5 and the mean of per-class top-1 are
+(clips x crops; the argmax is that of the sum), computed by :func:`mbgf_cli.inference.score_views`,
+the inference core that ``mbgf predict`` shares (with the model loading and the test views). Top-1,
+top-5 and the mean of per-class top-1 are
 taken over the videos that could be read; a video that failed to decode counts as skipped (reported,
 never scored as another video's prediction). Under torchrun every process evaluates its share and
 the rows are placed by dataset index, so padding repeats count once and nothing is dropped.
@@ -12,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 
 from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
-from mbgf_cli import checkpoint, distributed, interop
+from mbgf_cli import checkpoint, distributed, inference
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
 from mbgf_cli.precision import resolve_amp
@@ -103,26 +104,20 @@ def evaluate_loader(model, loader, class_tokens: torch.Tensor, total: int, label
     replaced after a decoding failure is never scored under another's label).
     """
     model = checkpoint.unwrap(model)
+    if explain:
+        inference.require_gates(model)
     was_training = model.training
     model.eval()
-    autocast = autocast or nullcontext()
     indices, rows, gate_rows = [], [], []
     task = bar.add_task(description, total=len(loader), info="") if bar is not None else None
     with torch.random.fork_rng(devices=[]):  # starting the loader draws a seed: leave the training's stream
         batches = iter(loader)
     for views, _, index in batches:
-        b, v = views.shape[:2]
-        clips = views.flatten(0, 1).to(device, non_blocking=True)
-        with autocast:
-            if explain:
-                logits, details = model(clips, class_tokens, return_details=True)
-            else:
-                logits = model(clips, class_tokens)
-        rows.append(logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1).cpu())
+        # The multi-view rule of every inference command (mbgf predict scores its videos the same way).
+        scores = inference.score_views(model, views.to(device, non_blocking=True), class_tokens, autocast, explain)
+        rows.append(scores.probs.cpu())
         if explain:
-            if "gates" not in details:
-                raise UserError("--explain needs an MBGF model (this one has no gates)")
-            gate_rows.append(details["gates"].float().view(b, v, -1).mean(dim=1).cpu())
+            gate_rows.append(scores.gates.cpu())
         indices.append(index)
         if task is not None:
             bar.advance(task)
@@ -191,22 +186,20 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
 
     ctx = distributed.setup(cfg.device)
     try:
-        # ---- the model, and the class names it was trained on
+        # ---- the model, and the class names it was trained on (loaded as mbgf predict loads it)
         if cfg.zero_shot:
-            model, trained_classes, prompts = zero_shot_model(cfg), None, cfg.prompts or "all"
-            templates = None
-            name = f"zero-shot {model.config.name} ({cfg.pretrained})"
+            if not cfg.pretrained:
+                raise UserError("--zero-shot needs --pretrained NAME (a CLIP name such as ViT-B/16, or a weights file)")
+            source = inference.ModelSource(pretrained=cfg.pretrained, model=cfg.model, frames=cfg.frames,
+                                           input_size=cfg.input_size)
         else:
             if not cfg.checkpoint:
                 raise UserError("give --checkpoint DIR (or --zero-shot --pretrained NAME)")
-            # An mbgf checkpoint folder, or an OpenAI / ActionCLIP / X-CLIP file converted on the fly.
-            model, meta = interop.load_any_checkpoint(cfg.checkpoint)
-            trained_classes = meta.get("class_names") or None  # foreign files carry no class names
-            prompts = cfg.prompts or (meta.get("train") or {}).get("prompts") or "all"
-            # A converted checkpoint is tested with the prompts its own paper tested with.
-            templates = None if cfg.prompts else meta.get("prompt_templates")
-            name = f"{model.config.name} from {cfg.checkpoint} (epoch {meta.get('epoch')})"
-        model = model.to(ctx.device).eval()
+            source = inference.ModelSource(checkpoint=cfg.checkpoint)
+        loaded = inference.load_model(source, cfg.prompts)
+        trained_classes = loaded.class_names or None  # zero-shot and foreign files carry no class names
+        prompts, templates, name = loaded.prompts, loaded.templates, loaded.name
+        model = loaded.model.to(ctx.device).eval()
         config = model.config
 
         # ---- the data
@@ -223,7 +216,7 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
                                 input_size=config.input_size, train=False, views=views,
                                 decoder=cfg.decoder, strict=cfg.strict,
                                 mean=config.input_mean, std=config.input_std)
-        workers = cfg.workers if cfg.workers is not None else min(4, torch.get_num_threads())
+        workers = cfg.workers if cfg.workers is not None else inference.default_workers()
         loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
                               drop_last=False, distributed=ctx.distributed)
         tokens = class_text_tokens(class_names, prompts, templates).to(ctx.device)
@@ -289,25 +282,9 @@ def class_mismatch_message(checkpoint_dir, trained: list[str], names: list[str],
 
 def zero_shot_model(cfg: EvalConfig):
     """CLIP with mean pooling over frames, no training: any label set, through the text encoder."""
-    import fusion
-
     if not cfg.pretrained:
         raise UserError("--zero-shot needs --pretrained NAME (a CLIP name such as ViT-B/16, or a weights file)")
-    import clip.loading
-
-    clip_model = clip.loading.load(cfg.pretrained)
-    backbone = cfg.model
-    if backbone is None:
-        for key, candidate in fusion.BACKBONES.items():
-            expected, got = candidate.clip_config, clip_model.config
-            if (expected.vision_width, expected.vision_layers, expected.vision_patch_size, expected.embed_dim) == \
-                    (got.vision_width, got.vision_layers, got.vision_patch_size, got.embed_dim):
-                backbone = key
-                break
-        else:
-            raise UserError(f"{cfg.pretrained}: not one of the known backbones; give --model")
-    return fusion.build_video_model(model=backbone, variant="clip", mbgf=False, frames=cfg.frames,
-                                    input_size=cfg.input_size, clip_model=clip_model)
+    return inference.pretrained_model(cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
 
 
 def write_predictions(path, result: EvalResult, samples, class_names) -> None:

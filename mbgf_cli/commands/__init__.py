@@ -13,3 +13,4 @@ def register_all(app: typer.Typer) -> None:
     from mbgf_cli.commands import train; train.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import evaluate; evaluate.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import fewshot; fewshot.register(app)  # noqa: E702, I001 - one line per command
+    from mbgf_cli.commands import predict; predict.register(app)  # noqa: E702, I001 - one line per command
