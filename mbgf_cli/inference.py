@@ -641,23 +641,32 @@ class Predictor:
             videos = [videos]
         return collect_videos(videos, strict)
 
+    def stream(self, dataset: VideoFiles, batches: list[list[int]], workers: int | None = None, bar=None,
+               description: str = "videos") -> Iterator:
+        """Yield ``(views on the device or None, indices, [(index, reason), ...])`` for each of ``batches``
+        (lists of ``dataset`` indices), in order, decoded by ``workers`` processes (None: the default)."""
+        workers = default_workers() if workers is None else workers
+        task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
+        skipped = 0
+        try:
+            for views, indices, failures in iterate_batches(dataset, batches, workers):
+                yield (None if views is None else views.to(self.device, non_blocking=True)), indices, failures
+                if task is not None:
+                    skipped += len(failures)
+                    bar.update(task, advance=len(indices) + len(failures), info=f"{skipped} skipped" if skipped else "")
+        finally:
+            if task is not None:
+                bar.remove_task(task)
+
     def run(self, dataset: VideoFiles, batches: list[list[int]], workers: int | None, step, bar=None,
             description: str = "videos") -> dict[int, str]:
         """Feed ``batches`` of ``dataset`` to ``step(views on the device, indices)``; returns the
         ``{index: reason}`` of the videos that could not be read."""
-        workers = default_workers() if workers is None else workers
-        task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
         failed = {}
-        for views, indices, failures in iterate_batches(dataset, batches, workers):
+        for views, indices, failures in self.stream(dataset, batches, workers, bar, description):
             failed.update(failures)
             if views is not None:
-                step(views.to(self.device, non_blocking=True), indices)
-            if task is not None:
-                bar.advance(task, len(indices) + len(failures))
-                if failed:
-                    bar.update(task, info=f"{len(failed)} skipped")
-        if task is not None:
-            bar.remove_task(task)
+                step(views, indices)
         return failed
 
     def predict(self, videos, classes: str | Sequence[str] | None = None, views: tuple[int, int] = (1, 1),

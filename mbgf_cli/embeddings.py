@@ -1,0 +1,449 @@
+"""Embeddings files: ``mbgf embed`` writes them, ``mbgf search`` ranks them.
+
+An embeddings file is safetensors:
+  video  float32 [N, E]  unit-norm video embeddings (``mbgf_cli.inference.embed_views``), in the order
+                         of the metadata's ``videos``
+  text   float32 [M, E]  unit-norm text embeddings of ``texts`` (``--texts`` / ``--labels``), each text
+                         through the model's prompt templates as a class name would be
+  probe  float32 [1, E]  the text embedding of ``PROBE_TEXT``: search rebuilds the text encoder from the
+                         recorded model and checks that it gives this vector back
+Its metadata is one key, ``mbgf``, holding a JSON object: format, version, videos, skipped
+([video, reason] pairs), texts, model (the ``ModelSource``: checkpoint path or pretrained name,
+absolute), model_name, config, prompts and templates (how text is encoded), views, decoder, identity
+(what the file was made from) and its digest. One key, because safetensors writes metadata keys in no
+fixed order and a rerun must give the identical file.
+
+Large inputs are written in shards: ``FILE.parts/run.json`` (the identity) and
+``FILE.parts/shard-NNNNN.safetensors`` (``--shard-size`` videos each, each written atomically, each
+computed in batches that stay inside it, so a shard's numbers do not depend on which run computed it).
+A rerun with the same identity keeps the finished shards and computes the others; when all are there
+they are merged into FILE (atomically) and the parts folder is removed. A finished FILE is only
+replaced when it was made from the same identity (then there is nothing to do) or with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mbgf_cli.console import console, err_console, progress
+from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import atomic_output, atomic_write_json
+from mbgf_cli.inference import (
+    ModelSource,
+    Predictor,
+    chunks,
+    collect_videos,
+    embed_views,
+    load_model,
+    parse_classes,
+    read_class_names,
+)
+
+FORMAT = "mbgf-embeddings"
+VERSION = 1
+META_KEY = "mbgf"
+PROBE_TEXT = "a video"
+RUN_FILE = "run.json"
+
+
+def parts_dir(output) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".parts")
+
+
+def shard_file(parts: Path, shard: int) -> Path:
+    return parts / f"shard-{shard:05d}.safetensors"
+
+
+def digest_of(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+# What each identity field means, for a refusal that says what differs.
+IDENTITY_WORDS = {"videos": "other videos", "files": "other videos", "model": "another model (or it changed since)",
+                  "views": "other views", "decoder": "another decoder", "prompts": "other prompts",
+                  "texts": "other texts"}
+
+
+def what_differs(recorded: dict | None, identity: dict) -> str:
+    recorded = recorded or {}
+    words = [IDENTITY_WORDS[key] for key in IDENTITY_WORDS if recorded.get(key) != identity.get(key)]
+    return ", ".join(dict.fromkeys(words)) or "another mbgf version"
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    with atomic_output(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(meta, tensors)`` of one of our safetensors files; UserError if it is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - safetensors has its own error types for a damaged file
+        raise UserError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+    try:
+        meta = json.loads(header[META_KEY])
+    except (KeyError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(FORMAT):
+        raise UserError(f"{path}: not an mbgf embeddings file (made by `mbgf embed`)")
+    return meta, tensors
+
+
+# --------------------------------------------------------------------------------------------------
+# `mbgf embed`
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmbedConfig:
+    inputs: list[str]
+    output: str
+    checkpoint: str | None = None
+    pretrained: str | None = None
+    model: str | None = None
+    frames: int | None = None
+    input_size: int | None = None
+    prompts: str | None = None
+    texts: str | None = None   # comma-separated
+    labels: str | None = None  # a labels file: its names are embedded as texts
+    views: str = "1x1"
+    batch_size: int = 8
+    workers: int | None = None
+    device: str | None = None
+    decoder: str = "auto"
+    strict: bool = False
+    amp: str = "auto"
+    shard_size: int = 1000
+    overwrite: bool = False
+    stop_after_shards: int | None = None  # behave as if interrupted after writing this many shards (tests)
+
+
+@dataclass
+class EmbedSummary:
+    output: str
+    videos: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    texts: int = 0
+    shards: int = 0
+    resumed: int = 0  # shards found finished by an earlier run
+    up_to_date: bool = False
+    model: str = ""
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "videos": self.videos, "skipped": [v for v, _ in self.skipped],
+                "texts": self.texts, "shards": self.shards, "resumed_shards": self.resumed,
+                "up_to_date": self.up_to_date, "model": self.model}
+
+
+def embed(cfg: EmbedConfig) -> EmbedSummary:
+    """Run ``mbgf embed``: check everything a user can get wrong, then embed shard by shard and merge."""
+    from mbgf_cli.evaluation import parse_views
+
+    views = parse_views(cfg.views)
+    for option, value in (("--batch-size", cfg.batch_size), ("--shard-size", cfg.shard_size)):
+        if value < 1:
+            raise UserError(f"{option} must be at least 1, not {value}")
+    output = Path(cfg.output)
+    if output.is_dir():
+        raise UserError(f"--output {output}: is a folder (give a file name, e.g. embeddings.safetensors)")
+    source = ModelSource(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
+    inputs = collect_videos(cfg.inputs, cfg.strict)
+    texts = []
+    if cfg.texts is not None:
+        texts += parse_classes(cfg.texts, "--texts")
+    if cfg.labels is not None:
+        texts += [name for name in read_class_names(cfg.labels) if name not in texts]
+    identity = {"videos": inputs.videos, "files": [os.path.abspath(v) for v in inputs.videos],
+                "model": source.fingerprint(), "views": f"{views[0]}x{views[1]}", "decoder": cfg.decoder,
+                "prompts": cfg.prompts, "texts": texts}
+    digest = digest_of(identity)
+
+    # ---- what is there already: a finished file, an unfinished run
+    if output.exists():
+        try:
+            meta, _ = _read(output)
+        except UserError:
+            meta = None
+        if not cfg.overwrite:
+            if meta is None:
+                raise UserError(f"{output}: exists and is not an mbgf embeddings file; --overwrite replaces it")
+            if meta.get("digest") != digest:
+                raise UserError(f"{output}: holds embeddings of {what_differs(meta.get('identity'), identity)}; "
+                                "--overwrite replaces it")
+            return EmbedSummary(str(output), len(meta["videos"]), [tuple(s) for s in meta["skipped"]],
+                                len(meta["texts"]), up_to_date=True, model=meta.get("model_name", ""))
+    parts = parts_dir(output)
+    shard_size = cfg.shard_size
+    if parts.exists():
+        try:
+            run = json.loads((parts / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            run = {}
+        if run.get("digest") == digest and not cfg.overwrite:
+            if run.get("shard_size") != shard_size:
+                err_console.print(f"resuming {parts} with the shard size it was started with, {run['shard_size']}",
+                                  highlight=False)
+                shard_size = int(run["shard_size"])
+        elif not cfg.overwrite:
+            raise UserError(f"{parts}: an unfinished embedding of {what_differs(run.get('identity'), identity)}; "
+                            "rerun its own command to finish it, or --overwrite to start over")
+        else:
+            shutil.rmtree(parts)
+
+    # ---- the work
+    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp)
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(parts / RUN_FILE, {"format": f"{FORMAT}-parts", "digest": digest, "shard_size": shard_size,
+                                         "identity": identity})
+    for stale in parts.glob(".*.tmp-*"):  # temporaries of writes that were interrupted
+        stale.unlink(missing_ok=True)
+    total = len(inputs)
+    shards = math.ceil(total / shard_size)
+    done = {k for k in range(shards) if _shard_done(shard_file(parts, k), digest, k)}
+    pending = [k for k in range(shards) if k not in done]
+    batches, batch_shard = [], []
+    for k in pending:
+        for batch in chunks(range(k * shard_size, min(total, (k + 1) * shard_size)), cfg.batch_size):
+            batches.append(batch)
+            batch_shard.append(k)
+    remaining = {k: batch_shard.count(k) for k in pending}
+    dataset = predictor.files(inputs.videos, views, cfg.decoder, cfg.strict)
+    vectors, failed, written = {}, {}, 0
+    with progress(transient=True) as bar:
+        stream = predictor.stream(dataset, batches, cfg.workers, bar, "embed")
+        for (batch, indices, failures), k in zip(stream, batch_shard, strict=True):
+            failed.update(failures)
+            if batch is not None:
+                vectors.update(zip(indices, embed_views(predictor.model, batch, predictor.autocast).cpu(), strict=True))
+            remaining[k] -= 1
+            if remaining[k] == 0:
+                _write_shard(parts, k, digest, range(k * shard_size, min(total, (k + 1) * shard_size)), inputs.videos,
+                             vectors, failed, predictor.model.clip_config.embed_dim)
+                written += 1
+                if cfg.stop_after_shards is not None and written >= cfg.stop_after_shards:
+                    raise KeyboardInterrupt
+
+    # ---- merge
+    videos, rows, skipped = [], [], []
+    for k in range(shards):
+        meta, tensors = _read(shard_file(parts, k))
+        videos += meta["videos"]
+        skipped += [tuple(s) for s in meta["skipped"]]
+        rows.append(tensors["video"])
+    width = predictor.model.clip_config.embed_dim
+    tensors = {"video": torch.cat(rows) if rows else torch.zeros(0, width),
+               "probe": predictor.encode_texts([PROBE_TEXT])}
+    if texts:
+        tensors["text"] = predictor.encode_texts(texts)
+    loaded = predictor.loaded
+    meta = {"format": FORMAT, "version": VERSION, "videos": videos, "skipped": [list(s) for s in skipped],
+            "texts": texts, "model": source.absolute().to_dict(), "model_name": loaded.name,
+            "config": predictor.config.to_dict(), "prompts": loaded.prompts, "templates": loaded.templates,
+            "views": identity["views"], "decoder": cfg.decoder, "identity": identity, "digest": digest}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _save(output, tensors, meta)
+    shutil.rmtree(parts)
+    return EmbedSummary(str(output), len(videos), skipped, len(texts), shards, len(done), model=loaded.name)
+
+
+def _shard_done(path: Path, digest: str, shard: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        meta, tensors = _read(path)
+    except UserError:
+        return False  # damaged: computed again
+    return meta.get("digest") == digest and meta.get("shard") == shard and "video" in tensors
+
+
+def _write_shard(parts: Path, shard: int, digest: str, indices: range, videos: list[str], vectors: dict,
+                 failed: dict, width: int) -> None:
+    read = [i for i in indices if i in vectors]
+    meta = {"format": f"{FORMAT}-shard", "digest": digest, "shard": shard, "videos": [videos[i] for i in read],
+            "skipped": [[videos[i], failed[i]] for i in indices if i in failed]}
+    rows = torch.stack([vectors.pop(i) for i in read]) if read else torch.zeros(0, width)
+    _save(shard_file(parts, shard), {"video": rows}, meta)
+
+
+def print_embed_summary(summary: EmbedSummary, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(summary.to_json()))
+        return
+    if summary.up_to_date:
+        console.print(f"{summary.output} is up to date: {summary.videos} videos, made from these inputs and this "
+                      "model (--overwrite computes it again)", highlight=False)
+        return
+    resumed = f"; {summary.resumed} of {summary.shards} shards were already done" if summary.resumed else ""
+    texts = f" and {summary.texts} texts" if summary.texts else ""
+    console.print(f"{summary.videos} videos{texts} embedded into {summary.output} ({summary.model}){resumed}",
+                  highlight=False)
+    if summary.skipped:
+        named = ", ".join(f"{video} ({reason})" for video, reason in summary.skipped[:5])
+        more = f" and {len(summary.skipped) - 5} more" if len(summary.skipped) > 5 else ""
+        err_console.print(f"[yellow]{len(summary.skipped)} video(s) skipped (not readable):[/yellow] {named}{more}",
+                          highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading, and `mbgf search`
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Embeddings:
+    path: Path
+    meta: dict
+    videos: list[str]
+    vectors: torch.Tensor                 # [N, E]
+    texts: list[str]
+    text_vectors: torch.Tensor | None     # [M, E]
+    probe: torch.Tensor                   # [1, E]
+
+    @property
+    def source(self) -> ModelSource:
+        return ModelSource.from_dict(self.meta["model"])
+
+
+def read_embeddings(path) -> Embeddings:
+    """An embeddings file written by ``mbgf embed``."""
+    path = Path(path)
+    meta, tensors = _read(path)
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path}: a part of an unfinished `mbgf embed`, not its result")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{path}: embeddings file version {meta.get('version')}; this mbgf reads version {VERSION}")
+    return Embeddings(path, meta, list(meta["videos"]), tensors["video"], list(meta.get("texts") or []),
+                      tensors.get("text"), tensors["probe"])
+
+
+@dataclass
+class SearchConfig:
+    embeddings: str
+    query: str | None = None
+    like: str | None = None
+    top_k: int = 10
+    checkpoint: str | None = None  # the model the file was made with, where it has moved
+    device: str | None = None
+    amp: str = "auto"
+    as_json: bool = False
+
+
+@dataclass
+class SearchResult:
+    embeddings: str
+    query: str | None
+    like: str | None
+    results: list[tuple[str, float]]  # (video, cosine similarity), best first
+
+    def to_json(self) -> dict:
+        return {"embeddings": self.embeddings, "query": self.query, "like": self.like,
+                "results": [{"rank": rank, "video": video, "similarity": round(score, 6)}
+                            for rank, (video, score) in enumerate(self.results, start=1)]}
+
+
+def search(cfg: SearchConfig) -> SearchResult:
+    """Rank the videos of an embeddings file by cosine similarity to a text (through the model the file
+    records) or to a video (one of the file's, which is then left out of the ranking, or a new file
+    embedded on the fly)."""
+    if (cfg.query is None) == (cfg.like is None):
+        raise UserError("give a query text, or --like VIDEO (one of them)")
+    if cfg.query is not None and not cfg.query.strip():
+        raise UserError("the query text is empty")
+    if cfg.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, not {cfg.top_k}")
+    found = read_embeddings(cfg.embeddings)
+    if not len(found.videos):
+        raise UserError(f"{cfg.embeddings}: holds no video embeddings (every video was skipped)")
+    exclude = None
+    if cfg.like is not None:
+        exclude = _stored_index(found, cfg.like)
+        if exclude is not None:
+            query = found.vectors[exclude]
+        elif Path(cfg.like).is_file():
+            predictor = _recorded_predictor(found, cfg, for_video=True)
+            clips, crops = (int(v) for v in found.meta["views"].split("x"))
+            embedded = predictor.embed([cfg.like], (clips, crops), workers=0, decoder=found.meta["decoder"],
+                                       strict=True)
+            query = embedded.vectors[0]
+        else:
+            raise UserError(f"--like {cfg.like}: neither one of the videos in {cfg.embeddings} nor a video file")
+    else:
+        predictor = _recorded_predictor(found, cfg, for_video=False)
+        query = predictor.encode_texts([cfg.query.strip()])[0]
+    scores = found.vectors.float() @ query.float()
+    if exclude is not None:
+        scores[exclude] = -math.inf
+    k = min(cfg.top_k, len(found.videos) - (exclude is not None))
+    values, indices = scores.topk(k) if k > 0 else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    return SearchResult(str(cfg.embeddings), cfg.query, cfg.like,
+                        [(found.videos[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
+
+
+def _stored_index(found: Embeddings, video: str) -> int | None:
+    """The row of ``video`` in the file: the same path as stored, or the same file."""
+    if video in found.videos:
+        return found.videos.index(video)
+    identity = found.meta.get("identity") or {}
+    absolute = dict(zip(identity.get("videos", []), identity.get("files", []), strict=False))
+    wanted = os.path.abspath(video)
+    for i, stored in enumerate(found.videos):
+        if absolute.get(stored) == wanted:
+            return i
+    return None
+
+
+def _recorded_predictor(found: Embeddings, cfg: SearchConfig, for_video: bool) -> Predictor:
+    """The model the file was made with (or ``--checkpoint``), its text encoding as recorded, checked."""
+    source = found.source
+    if cfg.checkpoint:
+        source = dataclasses.replace(source, checkpoint=cfg.checkpoint, pretrained=None)
+    where = source.checkpoint or source.pretrained
+    if source.checkpoint and not Path(source.checkpoint).exists():
+        raise UserError(f"{found.path} was made with {source.checkpoint}, which is not there any more; "
+                        "give --checkpoint PATH (the same model)")
+    loaded = load_model(source)
+    loaded = dataclasses.replace(loaded, prompts=found.meta["prompts"], templates=found.meta["templates"])
+    predictor = Predictor(loaded, cfg.device, cfg.amp)
+    probe = predictor.encode_texts([PROBE_TEXT])[0]
+    if float(probe @ found.probe[0].float()) < 0.99:
+        raise UserError(f"{where}: not the model {found.path} was made with (its text embeddings differ); "
+                        "give --checkpoint with that model")
+    if for_video and predictor.config.to_dict() != found.meta["config"]:
+        raise UserError(f"{where}: its video model is not the one {found.path} was made with; "
+                        "give --checkpoint with that model")
+    return predictor
+
+
+def print_search(result: SearchResult, as_json: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if as_json:
+        console.print_json(json.dumps(result.to_json()))
+        return
+    what = f"{result.query!r}" if result.query is not None else f"videos like {result.like}"
+    table = Table(title=f"{escape(what)} in {escape(result.embeddings)}", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("video", overflow="fold")
+    table.add_column("similarity", justify="right")
+    for rank, (video, score) in enumerate(result.results, start=1):
+        table.add_row(str(rank), escape(video), f"{score:.4f}")
+    console.print(table)
