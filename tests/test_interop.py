@@ -8,6 +8,7 @@ import pytest
 import reference_models as ref
 import torch
 from typer.testing import CliRunner
+from yacs.config import CfgNode
 
 import fusion
 from mbgf_cli import interop
@@ -19,15 +20,29 @@ from mbgf_cli.errors import UserError
 DIMS = ref.TinyDims()
 TOLERANCE = 1e-4  # relative: max |mbgf - published| / max |published|
 BATCH, FRAMES, CLASSES, TEMPLATES = 2, 8, 5, 3
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "interop"
+DATA = Path(__file__).resolve().parent / "data"
 
 
-class CfgNode(dict):
-    """Stands in for yacs' CfgNode, the config object X-CLIP saves beside its weights."""
+def xclip_config(frames=FRAMES, arch="ViT-B/16"):
+    """A real yacs CfgNode as X-CLIP's main.py saves it: config.py's defaults merged with a
+    configs/k400/*.yaml file, frozen."""
+    config = CfgNode()
+    config.DATA = CfgNode()
+    config.DATA.NUM_FRAMES, config.DATA.INPUT_SIZE, config.DATA.DATASET = frames, DIMS.image, "kinetics400"
+    config.MODEL = CfgNode()
+    config.MODEL.ARCH, config.MODEL.DROP_PATH_RATE, config.MODEL.PRETRAINED = arch, 0.0, None
+    config.TRAIN = CfgNode()
+    config.TRAIN.LR, config.TRAIN.EPOCHS = 8e-6, 30
+    config.freeze()
+    return config
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.__dict__["_immutable"] = True
+
+def save_xclip_checkpoint(weights, path, config, protocol=None, epoch=29, max_accuracy=83.25):
+    """X-CLIP's utils/tools.py epoch_saving: the dict it writes, with torch.save (protocol 2 by default)."""
+    extra = {} if protocol is None else {"pickle_protocol": protocol}
+    torch.save({"model": weights, "optimizer": {"state": {}, "param_groups": []},
+                "lr_scheduler": {"t_initial": 30, "warmup_lr_init": 0}, "max_accuracy": max_accuracy,
+                "epoch": epoch, "config": config}, path, **extra)
 
 
 # ------------------------------------------------------------------------------ foreign files
@@ -61,12 +76,8 @@ def files(tmp_path_factory):
                out["actionclip"])
 
     xclip = ref.random_xclip_state_dict(DIMS, frames=FRAMES, seed=20)
-    config = CfgNode(DATA=CfgNode(NUM_FRAMES=FRAMES, INPUT_SIZE=DIMS.image, DATASET="kinetics400"),
-                     MODEL=CfgNode(ARCH="tiny", DROP_PATH_RATE=0.0), TRAIN=CfgNode(LR=8e-6))
     out["xclip"] = root / "xclip_tiny_8f.pth"
-    torch.save({"model": xclip, "optimizer": {"state": {}, "param_groups": []},
-                "lr_scheduler": {"t_initial": 30, "warmup_lr_init": 0}, "max_accuracy": 83.25, "epoch": 29,
-                "config": config}, out["xclip"])
+    save_xclip_checkpoint(xclip, out["xclip"], xclip_config())
 
     out["weights"] = {"openai": openai, "actionclip": (clip_state, head), "xclip": xclip}
     return out
@@ -141,6 +152,7 @@ def test_xclip_gives_the_published_logits_and_records_imagenet_normalisation(fil
     assert meta["epoch"] == 29 and meta["metrics"] == {"max_accuracy": 83.25}
     assert meta["prompt_templates"] == ["{}"]  # X-CLIP prompts with the class name alone
     assert meta["source"]["config"]["DATA"]["NUM_FRAMES"] == FRAMES  # the yacs config, as plain JSON
+    assert meta["source"]["detected"] == "X-CLIP checkpoint (yacs config, 8 frames)"
 
     # mbgf's transforms, fed the recorded mean/std, compute X-CLIP's (x - 123.675...) / 58.395... on 0-255.
     pixels = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
@@ -214,12 +226,45 @@ def test_formats_are_detected_from_the_keys(files):
 
 
 def test_a_format_that_does_not_fit_is_an_error(files, tmp_path):
-    with pytest.raises(UserError, match="not an actionclip checkpoint .*looks like xclip"):
+    with pytest.raises(UserError, match=r"not in the actionclip format \(found: X-CLIP checkpoint\)"):
         interop.convert(files["xclip"], format="actionclip")
+
+
+def test_an_unknown_file_names_the_formats_known_and_the_keys_seen(tmp_path, capsys):
     other = tmp_path / "other.pt"
-    torch.save({"net": {"fc.weight": torch.ones(2, 2)}}, other)
-    with pytest.raises(UserError, match=r"not an OpenAI CLIP, ActionCLIP or X-CLIP checkpoint \(top-level keys: net\)"):
-        interop.convert(other)
+    torch.save({"net": {"fc.weight": torch.ones(2, 2)}, "step": 3}, other)
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", str(other), "--output", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{other}: cannot tell its format" in line
+    for title in ("OpenAI CLIP weights", "ActionCLIP checkpoint", "mmaction2 ActionCLIP checkpoint", "X-CLIP checkpoint",
+                  "ViFi-CLIP checkpoint", "Hugging Face XCLIPModel/CLIPModel directory"):
+        assert title in line
+    assert "top-level keys: net, step; weights such as fc.weight" in line
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ X-CLIP's own files
+
+
+@pytest.mark.parametrize("protocol", [None, 2, 4, 5], ids=lambda p: "default" if p is None else f"protocol-{p}")
+@torch.no_grad()
+def test_xclip_files_as_its_training_code_saves_them_convert_at_every_protocol(files, clips, tmp_path, protocol):
+    """The issue's file: torch.save of X-CLIP's dict with a real yacs CfgNode, at torch's default protocol
+    (2, which names __builtin__.set) and at 2, 4, 5."""
+    path = tmp_path / "k400_tiny_8.pth"
+    save_xclip_checkpoint(files["weights"]["xclip"], path, xclip_config(), protocol)
+    run = CliRunner().invoke(app, ["convert", str(path), "-o", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert "detected: X-CLIP checkpoint (yacs config, 8 frames)" in run.output
+    model, meta = load_checkpoint(tmp_path / "out")
+    assert meta["source"]["config"] == {"DATA": {"NUM_FRAMES": 8, "INPUT_SIZE": 48, "DATASET": "kinetics400"},
+                                        "MODEL": {"ARCH": "ViT-B/16", "DROP_PATH_RATE": 0.0, "PRETRAINED": None},
+                                        "TRAIN": {"LR": 8e-6, "EPOCHS": 30}}
+    tokens = ref.random_tokens(CLASSES, DIMS)
+    error = ref.relative_error(model(clips, tokens), ref.xclip_logits(files["weights"]["xclip"], clips, tokens))
+    assert error < TOLERANCE
 
 
 @pytest.fixture
@@ -229,7 +274,7 @@ def mismatched_xclip(files, tmp_path):
     del weights["prompts_generator.decoder.1.norm3.bias"]
     weights["prompts_generator.extra_gate"] = torch.zeros(3)
     path = tmp_path / "xclip_mismatch.pth"
-    torch.save({"model": weights, "epoch": 1, "config": CfgNode(a=1)}, path)
+    torch.save({"model": weights, "epoch": 1, "config": xclip_config()}, path)
     return path
 
 
@@ -272,7 +317,6 @@ def test_mmaction_style_short_actionclip_table_keeps_its_frame_count(files, tmp_
         interop.load_any_checkpoint(output, frames=9)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the published key lists are not in this checkout")
 @pytest.mark.parametrize("name", ["xclip", "actionclip"])
 def test_test_files_use_the_published_key_names(files, name):
     """The tiny files have the key names of the published B/16 files (block counts aside)."""
@@ -282,17 +326,16 @@ def test_test_files_use_the_published_key_names(files, name):
         return {re.sub(r"\.(resblocks|decoder)\.\d+\.", r".\1.N.", k) for k in keys}
 
     tsv = {"xclip": "xclip_b16_8f_state_dict.tsv", "actionclip": "actionclip_transf_b16_8f_fusion_state_dict.tsv"}
-    published = [line.split("\t")[0] for line in (SHARED / tsv[name]).read_text().splitlines() if line.strip()]
+    published = [line.split("\t")[0] for line in (DATA / tsv[name]).read_text().splitlines() if line.strip()]
     ours = files["weights"]["xclip"] if name == "xclip" else files["weights"]["actionclip"][1]
     assert patterns(ours) == patterns(published)
 
 
 def published_shapes(name):
-    rows = (line.split("\t") for line in (SHARED / name).read_text().splitlines() if line.strip())
+    rows = (line.split("\t") for line in (DATA / name).read_text().splitlines() if line.strip())
     return {key: [int(n) for n in shape.strip("[]").split(",") if n.strip()] for key, shape in rows}
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the published key lists are not in this checkout")
 def test_published_b16_key_lists_are_mbgfs_b16_models():
     """X-CLIP-B/16's and ActionCLIP-B/16's published state dicts have exactly the keys and shapes of
     mbgf's b16 models, so the released files load strictly."""

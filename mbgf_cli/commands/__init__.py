@@ -9,6 +9,7 @@ def register_all(app: typer.Typer) -> None:
     # Each line registers one command module (kept explicit so a broken import fails loudly).
     flops.register(app)
     convert.register(app)
+    from mbgf_cli.commands import export; export.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import prepare_data; prepare_data.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import train; train.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import evaluate; evaluate.register(app)  # noqa: E702, I001 - one line per command

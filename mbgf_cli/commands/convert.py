@@ -1,34 +1,39 @@
-"""``mbgf convert``: an OpenAI CLIP, ActionCLIP or X-CLIP checkpoint file -> an mbgf checkpoint directory."""
+"""``mbgf convert``: a published checkpoint (OpenAI CLIP, ActionCLIP, mmaction2's ActionCLIP, X-CLIP,
+ViFi-CLIP file, or a Hugging Face XCLIPModel/CLIPModel directory) -> an mbgf checkpoint directory."""
 
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from mbgf_cli.console import console, err_console
 
-
-class SourceFormat(str, Enum):
-    auto = "auto"
-    openai = "openai"
-    actionclip = "actionclip"
-    xclip = "xclip"
+SourceFormat = Enum("SourceFormat", {name: name for name in
+                                     ("auto", "openai", "actionclip", "mmaction2", "xclip", "vificlip", "hf")}, type=str)
 
 
 def convert(
-    source: Path = typer.Argument(..., help="The checkpoint file (.pt/.pth; TorchScript, torch.save or safetensors)."),
-    format: SourceFormat = typer.Option(SourceFormat.auto, "--format", help="The file's format; auto tells it from the keys."),
-    frames: int = typer.Option(None, "--frames", min=1, help="Frames per clip (default: the file's, else 8); "
-                               "fewer than the stored temporal positions slices them, more is refused."),
-    output: Path = typer.Option(..., "--output", "-o", help="The mbgf checkpoint directory to write."),
+    source: Path = typer.Argument(..., help="The checkpoint: a file (.pt/.pth/.bin/.safetensors) or a Hugging "
+                                            "Face model directory (config.json beside the weights)."),
+    format: SourceFormat = typer.Option(SourceFormat.auto, "--format",
+                                        help="The source's format; auto tells it from the keys and says which."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, show_default=False,
+                                         help="Frames per clip (default: the file's, else 8); fewer than the stored "
+                                              "temporal positions slices them, more is refused."),
+    output: Path = typer.Option(..., "--output", "-o", "--out", help="The mbgf checkpoint directory to write."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail on missing or unexpected weights "
                                 "(--no-strict loads the rest and lists them)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", show_default=False,
+                                             help="CLIP weights (ViT-B/16 or a file) for what a file lacks: ViFi-CLIP "
+                                                  "stores no token embedding (default: the release its config names)."),
 ):
     """Convert a published checkpoint into an mbgf checkpoint (model.safetensors with its config)."""
     from mbgf_cli.interop import convert_checkpoint  # torch and the models only when the command runs
 
-    directory, meta = convert_checkpoint(source, output, format.value, frames, strict)
+    directory, meta = convert_checkpoint(source, output, format.value, frames, strict, pretrained)
     config, mismatch = meta["config"], meta.get("conversion")
+    console.print(f"detected: {meta['source']['detected']}", highlight=False, soft_wrap=True)
     if mismatch:
         for kind in ("missing", "unexpected"):
             if mismatch[kind]:
