@@ -22,12 +22,13 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mbgf_cli import tables
+from mbgf_cli import presets, tables
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import atomic_output, atomic_write_json, atomic_write_text
 
 VARIANTS = ("clip", "clip+mbgf", "actionclip", "actionclip+mbgf", "xclip", "xclip+mbgf")
 DEFAULT_VARIANTS = ("clip", "clip+mbgf", "actionclip", "actionclip+mbgf", "xclip")
@@ -107,20 +108,6 @@ def split_path(out_dir: str | os.PathLike, shots: int, seed: int | str) -> Path:
     return Path(out_dir) / "splits" / f"K{shots}_seed{seed}.txt"
 
 
-def write_video_list(path: str | os.PathLike, entries: Iterable[Entry]) -> Path:
-    """Write a list in the seed's format, atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rel, label in entries:
-            f.write(f"{rel} {label}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
 @dataclass(frozen=True)
 class ShotSplit:
     shots: int
@@ -136,18 +123,19 @@ def write_splits(
 
     An existing split file with other content is refused: its runs were trained on it.
     """
+    from mbgf_cli.data import read_video_list, write_video_list
+
     splits = []
     for seed in seeds:
         for k, chosen in sample_shots(entries, shots, seed, num_classes, class_names, source).items():
             path = split_path(out_dir, k, seed)
-            text = "".join(f"{rel} {label}\n" for rel, label in chosen)
-            if path.exists() and path.read_text(encoding="utf-8") != text:
+            if path.exists() and read_video_list(path, num_classes) != chosen:
                 raise UserError(
                     f"{path}: exists with another K-shot sample (another train list?); "
                     "use another --output, or --split-file to train on it"
                 )
-            if not path.exists():
-                write_video_list(path, chosen)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_video_list(path, chosen)  # unchanged files are left alone
             splits.append(ShotSplit(shots=k, seed=str(seed), path=path))
     return splits
 
@@ -237,9 +225,7 @@ def check_run_record(run_dir: str | os.PathLike, record: dict) -> None:
             )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record, sort_keys=True)
 
 
 @dataclass
@@ -289,14 +275,11 @@ def write_results_csv(path: str | os.PathLike, results: Sequence[RunResult]) -> 
     """Every run's numbers, one row per (variant, K, seed); accuracies in %."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
         writer.writeheader()
-        for r in results:
-            writer.writerow({k: ("" if v is None else (round(v, 4) if isinstance(v, float) else v))
-                             for k, v in r.row().items()})
-    os.replace(tmp, path)
+        writer.writerows({k: ("" if v is None else (round(v, 4) if isinstance(v, float) else v))
+                          for k, v in r.row().items()} for r in results)
     return path
 
 
@@ -413,34 +396,12 @@ def clip_weights_from_checkpoint(checkpoint_dir: str | os.PathLike, out_path: st
         raise UserError(f"{checkpoint_dir}: its CLIP weights cannot be taken apart from the video model ({e}); "
                         "few-shot the checkpoint's own variant only") from e
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"source": str(checkpoint_dir)})
-    os.replace(tmp, out_path)
+    with atomic_output(out_path) as tmp:
+        save_file(state, str(tmp), metadata={"source": str(checkpoint_dir)})
     return out_path
 
 
 # --------------------------------------------------------------------------- the command's engine
-
-# X-CLIP's few-shot recipe (configs/hmdb51/16_32.yaml, configs/ucf101/16_32.yaml on top of its
-# defaults), as TrainConfig fields: ViT-B/16 from CLIP, 32 frames at 224, 50 epochs with 5 of warm-up,
-# lr 2e-6 (new modules x10), cosine to lr/100, weight decay 0.001, label smoothing 0.1, mixup/cutmix,
-# text frozen, and batch 4 x accumulation 2 on each of its 8 GPUs: a total batch of 64.
-PUBLISHED_RECIPE = dict(
-    model="b16", frames=32, input_size=224, epochs=50, warmup_epochs=5, lr=2e-6, new_lr_mult=10.0,
-    min_lr_ratio=0.01, weight_decay=0.001, batch_size=4, total_batch=64, label_smoothing=0.1, mixup=0.8,
-    cutmix=1.0, freeze_text=True, prompts="all", flip=True,
-)
-
-# The synthetic demonstration: fine-tune the tiny model trained on class set a (`mbgf train --dataset
-# synthetic`) on K videos per class of set b. Batches of 8 so that K=2 (24 clips) still makes steps;
-# 60 epochs at the preset's lr (measured at K=4/16 with MBGF on 120 val videos: 30 epochs at lr 1e-3 gave
-# 28/47%, 60 at 2e-3 30/71%, 100 at 1e-3 28/68%; lr 3e-4 or less was worse); the rest (no flip: direction is the label; frames in
-# memory; ...) is the synthetic preset's recipe.
-SYNTHETIC_RECIPE = dict(epochs=60, warmup_epochs=3, lr=2e-3, batch_size=8, total_batch=8)
-
-# Set b of the synthetic generator, in the cache: 100 train and 25 val videos per class (300 val videos,
-# so a K-shot result moves in steps of 0.33%).
-SYNTHETIC_B_GENERATION = dict(class_set="b", videos_per_class=125)
 
 # Fields of a run's TrainConfig that do not change its numbers (or are set per run).
 _NOT_RECORDED = ("out", "resume", "train_list", "variant", "mbgf", "init", "pretrained", "workers", "decoder",
@@ -452,7 +413,7 @@ class FewShotConfig:
     """``mbgf fewshot``: the protocol's choices plus a TrainConfig template shared by every run
     (its ``None`` fields take the few-shot recipe, then the dataset preset's)."""
 
-    train: object  # mbgf_cli.training.TrainConfig; variant, mbgf, train_list and out are set per run
+    train: object  # mbgf_cli.train_config.TrainConfig; variant, mbgf, train_list and out are set per run
     out: str = "runs/fewshot"
     shots: tuple[int, ...] = (2, 4, 8, 16)
     variants: tuple[str, ...] = DEFAULT_VARIANTS
@@ -478,45 +439,46 @@ def default_synthetic_init() -> Path:
     return Path("runs/synthetic-tiny-clip-mbgf") / "best"
 
 
-def recipe_for(dataset: str | None) -> dict:
-    return SYNTHETIC_RECIPE if dataset == "synthetic" else PUBLISHED_RECIPE
-
-
-def fill_recipe(train_cfg, dataset: str | None):
+def fill_recipe(train_cfg):
     """The TrainConfig template with the few-shot recipe in its unset fields."""
-    from dataclasses import replace
-
-    values = {k: v for k, v in recipe_for(dataset).items() if getattr(train_cfg, k) is None}
-    return replace(train_cfg, **values)
+    recipe = presets.SYNTHETIC_FEWSHOT_RECIPE if train_cfg.dataset == "synthetic" else presets.FEWSHOT_RECIPE
+    return replace(train_cfg, **{k: v for k, v in recipe.items() if getattr(train_cfg, k) is None})
 
 
-def resolve_list(root: Path, name: str | None, default: str) -> Path:
-    """As the training engine reads lists: a path as given when it exists, else under the root."""
-    if name is None:
-        return root / default
-    path = Path(name)
-    if not path.exists() and not path.is_absolute() and (root / path).exists():
-        return root / path
-    return path
-
-
-def dataset_paths(train_cfg) -> tuple[Path, Path, Path]:
-    """(root, train list, label file) of the template; ``synthetic`` is class set b, generated once."""
-    from mbgf_cli import presets
-
+def dataset_paths(train_cfg) -> tuple[Path, Path, Path, Path]:
+    """(root, train list, val list, label file) of the template; ``synthetic`` is class set b, generated
+    once into the cache."""
     preset = presets.get_preset(train_cfg.dataset) if train_cfg.dataset else None
-    if train_cfg.root:
-        root = Path(train_cfg.root)
-    elif train_cfg.dataset == "synthetic":
-        root = presets.ensure_synthetic(SYNTHETIC_B_GENERATION)
-    else:
-        raise UserError("give the dataset folder with --root DIR (videos/ or videos.tar, train.txt, val.txt), "
-                        "or --dataset synthetic")
-    train_list = resolve_list(root, train_cfg.train_list, "train.txt")
-    if not train_list.is_file():
-        raise UserError(f"{train_list}: no such train list (give --train-list)")
+    root = presets.dataset_root(train_cfg.root, train_cfg.dataset, generation=presets.SYNTHETIC_B_GENERATION)
+    train_list = presets.resolve_list(root, train_cfg.train_list, "train.txt", "--train-list")
+    val_list = presets.resolve_list(root, train_cfg.val_list, "val.txt", "--val-list")
     label_file = presets.resolve_label_file(root, train_cfg.labels, preset)
-    return root, train_list, label_file
+    return root, train_list, val_list, label_file
+
+
+def synthetic_start(train_cfg) -> Path:
+    """The starting model of the synthetic demonstration: what ``mbgf train --dataset synthetic`` wrote
+    (``runs/synthetic-tiny-clip-mbgf/best``), else, for the embedded data, the one in the cache, trained
+    there first (or its interrupted training resumed) when there is none."""
+    from mbgf_cli import training
+
+    written = default_synthetic_init()
+    if (written / "model.safetensors").is_file():
+        return written
+    if train_cfg.root is not None:
+        raise UserError(
+            f"{written}: no starting model; the synthetic few-shot demonstration starts from the tiny model "
+            "trained on class set a: run `mbgf train --dataset synthetic` first, or give --init CHECKPOINT")
+    run_dir = presets.synthetic_start_dir()
+    if not (run_dir / "summary.json").is_file():
+        from mbgf_cli.console import err_console
+
+        err_console.print(f"no starting model in the cache: training it first on class set a (`mbgf train --dataset "
+                          f"synthetic`) into {run_dir}", highlight=False, soft_wrap=True)
+        resume = str(run_dir / "last") if (run_dir / "last").is_dir() else None
+        training.train(training.TrainConfig(dataset="synthetic", out=None if resume else str(run_dir), resume=resume,
+                                            device=train_cfg.device, plot=False))
+    return run_dir / "best"
 
 
 def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[dict[str, dict], str, dict]:
@@ -531,11 +493,7 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
     train_cfg = cfg.train
     init = train_cfg.init
     if init is None and train_cfg.dataset == "synthetic" and train_cfg.pretrained is None:
-        init = str(default_synthetic_init())
-        if not (Path(init) / "model.safetensors").is_file():
-            raise UserError(
-                f"{init}: no starting model; the synthetic few-shot demonstration starts from the tiny model "
-                "trained on class set a: run `mbgf train --dataset synthetic` first, or give --init CHECKPOINT")
+        init = str(synthetic_start(train_cfg))
     if init is None:
         name = train_cfg.pretrained or "the backbone's released CLIP weights"
         return ({v.name: {"pretrained": train_cfg.pretrained} for v in variants},
@@ -565,8 +523,6 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
 
 def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], None] | None = None) -> FewShotOutcome:
     """The whole protocol: splits, every (variant, K, seed) run (resumable), results.csv, the table."""
-    from dataclasses import replace
-
     from mbgf_cli import training
     from mbgf_cli.data import read_labels, read_video_list
 
@@ -574,8 +530,8 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
     variants = [parse_variant(v) for v in dict.fromkeys(cfg.variants)]
     if not variants:
         raise UserError("--variants: give at least one variant")
-    template = fill_recipe(cfg.train, cfg.train.dataset)
-    root, train_list, label_file = dataset_paths(template)
+    template = fill_recipe(cfg.train)
+    root, train_list, val_list, label_file = dataset_paths(template)  # data problems first
     class_names = read_labels(label_file)
     per_variant, start_words, start_record = starting_weights(cfg, variants)
 
@@ -597,7 +553,7 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
                            frames=cfg.train.frames or start_record["start_frames"],
                            input_size=cfg.train.input_size or start_record["start_input_size"])
     template = replace(template, root=str(root.resolve()), labels=str(label_file.resolve()), init=None,
-                       pretrained=None, val_list=str(resolve_list(root, template.val_list, "val.txt").resolve()),
+                       pretrained=None, val_list=str(val_list.resolve()),
                        eval_every=max(template.epochs, 1))  # the full val list once, after the last epoch
     settings = {k: v for k, v in template.to_dict().items() if k not in _NOT_RECORDED}
     settings.update(start_record)
@@ -618,98 +574,5 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
     table = results_table(results, [v.name for v in variants], shots,
                           title=f"{template.dataset or root.name}: K-shot top-1 (%), "
                                 f"{len({s.seed for s in splits})} seed(s)")
-    (out / "table.md").write_text(tables.to_markdown(table), encoding="utf-8")
+    atomic_write_text(out / "table.md", tables.to_markdown(table))
     return FewShotOutcome(results=results, table=table, out=out, splits=splits, start=start_words)
-
-
-# --------------------------------------------------------------------------- zero-shot over splits
-
-SPLIT_PLACEHOLDER = "{split}"
-METRICS = ("top1", "top5", "mean_class")
-
-
-@dataclass
-class SplitResult:
-    split: int
-    root: str
-    list: str
-    numbers: dict  # as `mbgf eval --json`: top1, top5, mean_class (fractions), videos, skipped
-
-
-@dataclass
-class SplitsSummary:
-    model: str
-    views: str
-    splits: list[SplitResult]
-    mean: dict  # per metric, fractions
-    std: dict  # per metric, sample standard deviation (n - 1); None with one split
-
-    def to_json(self) -> dict:
-        return {"model": self.model, "views": self.views,
-                "splits": [{"split": s.split, "root": s.root, "list": s.list, **s.numbers} for s in self.splits],
-                "mean": self.mean, "std": self.std}
-
-
-def split_data(root: str | None, list_file: str | None, split: int) -> tuple[str, str | None]:
-    """Where split N's test list is: ``{split}`` in ``--root`` or ``--list`` is replaced by N; else
-    ``ROOT/split{N}/`` is the dataset folder of split N, as ``mbgf prepare-data ucf101 --split N --out
-    ROOT/split{N}`` writes it (its val.txt is the split's test list)."""
-    if root is None:
-        raise UserError("--splits: give the dataset folder with --root DIR (with split1/, split2/, ... in it, "
-                        "or {split} in the path)")
-    if SPLIT_PLACEHOLDER in root or (list_file and SPLIT_PLACEHOLDER in list_file):
-        return root.replace(SPLIT_PLACEHOLDER, str(split)), (list_file.replace(SPLIT_PLACEHOLDER, str(split))
-                                                              if list_file else None)
-    folder = Path(root) / f"split{split}"
-    if not folder.is_dir():
-        raise UserError(f"{root}: no split{split}/ folder for --splits {split}; write each split with "
-                        f"`mbgf prepare-data ucf101|hmdb51 --split N --out {Path(root) / 'splitN'}`, or put "
-                        "{split} in --root or --list")
-    return str(folder), list_file
-
-
-def zero_shot_over_splits(cfg, splits: Sequence[int],
-                          evaluate: Callable | None = None) -> SplitsSummary:
-    """``mbgf eval --zero-shot ... --splits 1 2 3``: evaluate on each split's test list and take the mean
-    and standard deviation over splits (the X-CLIP zero-shot protocol). ``cfg`` is an
-    :class:`mbgf_cli.evaluation.EvalConfig`; ``evaluate`` defaults to the evaluation engine."""
-    from dataclasses import replace
-
-    if evaluate is None:
-        from mbgf_cli.evaluation import evaluate
-    splits = list(dict.fromkeys(splits))
-    if not splits:
-        raise UserError("--splits: give one or more split numbers, e.g. --splits 1 2 3")
-    if not cfg.zero_shot:
-        raise UserError("--splits evaluates zero-shot over official splits: add --zero-shot --pretrained NAME")
-    if cfg.predictions or cfg.plot:
-        raise UserError("--splits: --predictions and --plot describe one list; evaluate a single split for them")
-    results, model, views = [], "", ""
-    for split in splits:
-        root, list_file = split_data(cfg.root, cfg.list_file, split)
-        result, info = evaluate(replace(cfg, root=root, list_file=list_file))
-        results.append(SplitResult(split=split, root=root, list=str(info["list"]), numbers=result.numbers()))
-        model, views = info["model"], info["views"]
-    mean, std = {}, {}
-    for metric in METRICS:
-        values = [r.numbers[metric] for r in results]
-        mean[metric], std[metric] = tables.mean_std(values)
-    return SplitsSummary(model=model, views=views, splits=results, mean=mean, std=std)
-
-
-def splits_table(summary: SplitsSummary):
-    """A row per split, then the mean (± std), in %."""
-    from rich.table import Table
-
-    table = Table(title=f"{summary.model}, zero-shot over {len(summary.splits)} split(s) ({summary.views} views)",
-                  title_justify="left")
-    for column in ("split", "top-1 (%)", "top-5 (%)", "mean class (%)", "videos", "skipped", "list"):
-        table.add_column(column, justify="left" if column == "list" else "right")
-    for s in summary.splits:
-        table.add_row(str(s.split), *[f"{100 * s.numbers[m]:.2f}" for m in METRICS], str(s.numbers["videos"]),
-                      str(s.numbers["skipped"]), s.list)
-    table.add_row("[bold]mean[/bold]", *[
-        f"[bold]{100 * summary.mean[m]:.2f}" + ("" if summary.std[m] is None else f" ± {100 * summary.std[m]:.2f}")
-        + "[/bold]" for m in METRICS], str(sum(s.numbers["videos"] for s in summary.splits)),
-        str(sum(s.numbers["skipped"] for s in summary.splits)), "", end_section=False)
-    return table

@@ -1,12 +1,17 @@
-"""The training engine behind ``mbgf train``: one plain loop, readable top to bottom.
+"""The training engine behind ``mbgf train``: a run is a few named steps, readable top to bottom.
 
-    config -> data (lists, labels, loaders) -> model -> text tokens -> optimiser (param groups)
-    -> [resume] -> for each epoch: for each step: forward, loss, backward (accumulated), clip, step
-       -> evaluate on val -> metrics.jsonl, last/ (and best/) checkpoints -> summary.json, curve
+    train(cfg):  start_run  ->  for each epoch: train_epoch -> end_epoch  ->  finish_run
 
-Runs alone or under ``torchrun`` (DistributedDataParallel; rank 0 prints and writes). A run
-interrupted (Ctrl-C) writes a resumable ``last/`` with its position inside the epoch; ``--resume``
-continues from it and gives the same numbers as a run that never stopped.
+``start_run`` checks the data (before any weights are read or downloaded), builds the model, the
+loaders, the optimiser (param groups) and the schedule, and the run's :class:`RunState`, fresh or
+restored from ``--resume``. ``train_epoch`` runs optimiser steps (forward, loss, backward accumulated
+over micro-batches, clip, step) to the end of the epoch or until a stop is agreed; ``end_epoch``
+evaluates on val, saves best/ and last/ and logs the epoch (metrics.jsonl, the table).
+
+Runs alone or under ``torchrun`` (DistributedDataParallel; rank 0 prints and writes). A stop (Ctrl-C,
+``--stop-at-step``) saves a resumable ``last/`` with its position inside the epoch and raises
+:class:`TrainingInterrupted`; ``--resume`` continues from it and gives the same numbers as a run that
+never stopped.
 """
 
 from __future__ import annotations
@@ -15,100 +20,24 @@ import json
 import math
 import os
 import random
-import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, presets
 from mbgf_cli.console import console, err_console, progress
+from mbgf_cli.data import VideoDataset, build_loader, read_labels, read_video_list
 from mbgf_cli.errors import UserError
+from mbgf_cli.evaluation import evaluate_loader
+from mbgf_cli.fileio import atomic_write_json
+from mbgf_cli.frame_cache import CachedVideoDataset
 from mbgf_cli.precision import resolve_amp
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on. ``None`` means "the dataset preset's recipe value"."""
-
-    # data
-    dataset: str | None = None  # k400 | ucf101 | hmdb51 | synthetic (or None: explicit paths)
-    root: str | None = None  # the videos folder (or videos.tar / .zip)
-    train_list: str | None = None
-    val_list: str | None = None
-    labels: str | None = None
-    decoder: str = "auto"
-    workers: int | None = None
-    strict: bool = False
-    flip: bool | None = None  # random horizontal flip (off for direction-sensitive data)
-    crop: str | None = None  # multiscale | random_resized | center
-    jitter: float | None = None  # probability of colour jitter
-    gray: float | None = None  # probability of grayscale
-    cache_decoded: bool | None = None  # hold decoded videos in memory (small datasets)
-    # model
-    model: str | None = None
-    variant: str | None = None
-    mbgf: bool = True
-    frames: int | None = None
-    input_size: int | None = None
-    pretrained: str | None = None  # a CLIP name or path; None: the backbone's own weights
-    init: str | None = None  # start from an mbgf checkpoint (e.g. K400 -> UCF101)
-    freeze_text: bool | None = None
-    prompts: str | None = None  # "all" templates per class, or "one"
-    grad_checkpointing: bool = False
-    # optimisation
-    epochs: int | None = None
-    warmup_epochs: float | None = None
-    lr: float | None = None
-    new_lr_mult: float | None = None
-    min_lr_ratio: float | None = None
-    weight_decay: float | None = None
-    batch_size: int | None = None  # clips per process per forward
-    total_batch: int | None = None  # clips per optimiser step over all processes (sets accumulation)
-    clip_grad: float | None = None
-    amp: str = "auto"  # auto | bf16 | fp16 | off
-    label_smoothing: float | None = None
-    loss: str = "ce"  # ce | ce+kl (adds ActionCLIP's symmetric KL over in-batch video-text logits)
-    mixup: float | None = None  # mixup alpha (0: off)
-    cutmix: float | None = None  # cutmix alpha (0: off)
-    mixup_switch_prob: float = 0.5
-    seed: int = 0
-    # run
-    out: str = "runs/train"
-    resume: str | None = None
-    eval_every: int = 1
-    device: str | None = None
-    plot: bool = True
-    # hooks for tests (hidden CLI options)
-    inject_nan_at_step: int | None = None  # make the loss NaN at this optimiser step
-    stop_at_step: int | None = None  # behave as if Ctrl-C came after this optimiser step
-
-    def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# Options that may change when resuming: they do not change what is computed.
-RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict")
-TEST_HOOKS = ("inject_nan_at_step", "stop_at_step")  # never carried over into a resumed run
-
-
-def check_resume_options(cfg: TrainConfig) -> None:
-    """``--resume`` continues the saved run as it was: refuse options that would change what it computes."""
-    changed = [key for key in asdict(cfg) if key not in (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out")
-               and getattr(cfg, key) != getattr(TrainConfig(), key)]
-    if changed:
-        raise UserError(f"--resume continues {cfg.resume} as it was saved, so it takes no "
-                        f"{', '.join('--' + k.replace('_', '-') for k in changed)} (with --resume only "
-                        f"{', '.join('--' + k for k in RESUME_OVERRIDABLE)} may be given)")
+from mbgf_cli.run_state import RunState, StopFlag, seed_everything
+from mbgf_cli.train_config import TrainConfig, default_out_dir, flag, resolve_config, resumed_config
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -123,28 +52,6 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` fields from the dataset preset's recipe; check the combination."""
-    recipe = presets.get_preset(cfg.dataset).recipe if cfg.dataset else presets.GENERIC_RECIPE
-    values = cfg.to_dict()
-    for key, value in recipe.items():
-        if values.get(key) is None:
-            values[key] = value
-    cfg = TrainConfig.from_dict(values)
-    if cfg.amp not in ("auto", "bf16", "fp16", "off"):
-        raise UserError(f"--amp must be auto, bf16, fp16 or off, not {cfg.amp!r}")
-    if cfg.loss not in ("ce", "ce+kl"):
-        raise UserError(f"--loss must be 'ce' or 'ce+kl', not {cfg.loss!r}")
-    if cfg.prompts not in ("all", "one"):
-        raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
-    for name in ("epochs", "batch_size", "total_batch", "frames", "input_size"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.lr <= 0:
-        raise UserError("--lr must be positive")
-    return cfg
-
-
 # ------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------
@@ -152,245 +59,297 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume) a run; returns the summary (also written to ``OUT/summary.json``)."""
+    if cfg.out is None and not cfg.resume:
+        # chosen before the processes meet (setup waits for all of them): every one picks the same folder
+        cfg = replace(cfg, out=default_out_dir(cfg))
     ctx = distributed.setup(cfg.device)
     try:
-        return _train(cfg, ctx)
+        run = start_run(cfg, ctx)
+        with run.stop, progress() as bar:
+            if run.cfg.cache_decoded:
+                run.data.fill_caches(bar)
+            for _ in range(run.state.epoch, run.cfg.epochs):
+                train_epoch(run, bar)
+                if not run.stopping:
+                    end_epoch(run, bar)
+                if run.stopping or run.stop.requested:
+                    interrupt(run)
+        return finish_run(run)
     finally:
         distributed.cleanup()
 
 
-def _train(cfg: TrainConfig, ctx: distributed.Context) -> dict:
+@dataclass
+class Run:
+    """What ``start_run`` builds: the run's fixed parts and its state."""
+
+    cfg: TrainConfig  # every setting, recipe values filled in
+    ctx: distributed.Context
+    out: Path
+    model: torch.nn.Module  # what the steps call (DistributedDataParallel under torchrun)
+    data: RunData
+    class_tokens: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: object  # a torch.autocast, or a null context
+    schedule: Schedule
+    state: RunState
+    started: float  # time.perf_counter() when the invocation began
+    stop: StopFlag = field(default_factory=StopFlag)
+    table: EpochTable = field(default_factory=lambda: EpochTable())
+    log_lines: bool = field(default_factory=lambda: not err_console.is_terminal)  # no live bar: print lines
+    stopping: bool = False  # every process agreed to stop inside the epoch
+
+
+def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
+    """Everything before the first step, in the order that makes a run repeatable."""
     started = time.perf_counter()
-    # ---- configuration: a resumed run is the saved run; only options that change nothing computed may differ
-    resume_state = None
+    # A resumed run is the saved run; only options that change nothing computed may differ.
+    saved = None
     if cfg.resume:
         resume_dir = checkpoint.resolve_directory(cfg.resume)
-        resume_state = checkpoint.load_train_state(resume_dir)
-        saved = TrainConfig.from_dict(resume_state["config"])
-        for key in RESUME_OVERRIDABLE:
-            if getattr(cfg, key) != getattr(TrainConfig(), key):
-                setattr(saved, key, getattr(cfg, key))
-        for key in TEST_HOOKS:
-            setattr(saved, key, getattr(cfg, key))
-        saved.resume, saved.out = str(resume_dir), str(resume_dir.parent)
-        cfg = saved
+        saved = checkpoint.load_train_state(resume_dir)
+        cfg = resumed_config(cfg, saved["config"], resume_dir)
     else:
         cfg = resolve_config(cfg)
-    out = Path(cfg.out)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and (out / "last").exists():
-            raise UserError(f"{out}: holds a run already (last/); resume it with --resume {out / 'last'}, "
-                            "or choose another --out")
-        write_json(out / "config.json", cfg.to_dict())  # every setting of the run, presets filled in
-    distributed.barrier()
+    files = find_data(cfg, ctx)  # data problems surface here, before any weights are read
+    out = open_run_folder(cfg, ctx)
     device = ctx.device
 
-    # ---- randomness: the data's is a function of (seed, epoch, video index), whatever the number of
-    # processes or workers; the model's (init, prompt choice) of the seed
+    # Randomness: the data's is a function of (seed, epoch, video index), whatever the number of
+    # processes or workers; the model's (init, prompt choice) of the seed.
     seed_everything(cfg.seed)
-
-    # ---- model
-    model = build_model(cfg, device)
-    raw_model = model
+    raw_model = build_model(cfg, device)
     if cfg.grad_checkpointing:
         raw_model.set_grad_checkpointing(True)
     seed_everything(cfg.seed + ctx.rank)  # after init (identical on every process), per-process streams
 
-    # ---- data (frames and input size as the model takes them)
-    data = prepare_data(cfg, raw_model.config, ctx, out)
-    class_names = data.class_names
-    class_tokens = class_text_tokens(class_names, cfg.prompts).to(device)
+    data = load_data(cfg, files, raw_model.config, ctx, out)  # frames and input size as the model takes them
+    class_tokens = class_text_tokens(files.class_names, cfg.prompts).to(device)
 
-    # ---- optimiser: AdamW over (CLIP | new) x (decay | no decay) groups; the lr is set every step below
-    # (one fused kernel per step on GPUs, multi-tensor updates on CPUs: ~2x faster than a loop over tensors)
+    # AdamW over (CLIP | new) x (decay | no decay) groups; the lr is set every step. One fused kernel per
+    # step on GPUs, multi-tensor updates on CPUs.
     optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     amp_dtype = resolve_amp(cfg.amp, device)
     autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
                 else nullcontext())
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    model = raw_model
     if ctx.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    schedule = make_schedule(cfg, data, ctx)
 
-    # ---- schedule, in optimiser steps; each step accumulates accum_steps micro-batches per process
-    accum_steps = accumulation_steps(cfg.total_batch, cfg.batch_size, ctx.world_size)
-    steps_per_epoch = data.micro_batches_per_epoch // accum_steps
-    if steps_per_epoch < 1:
-        raise UserError(f"{data.train_set.list_file}: {len(data.train_set)} training videos make no step of "
-                        f"{cfg.total_batch} clips; lower --total-batch / --batch-size")
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-
-    # ---- where to start: at the beginning, or exactly where a saved run stopped
-    start_epoch, start_step, iteration = 0, 0, 0
-    history: list[dict] = []
-    best = None  # the record of the best epoch so far
-    sums = new_epoch_sums()
-    if resume_state is not None:
-        checkpoint.load_weights(raw_model, cfg.resume)
-        optimizer.load_state_dict(resume_state["optimizer"])
-        if resume_state["scaler"]:
-            scaler.load_state_dict(resume_state["scaler"])
-        position = resume_state["position"]
-        start_epoch, start_step, iteration = position["epoch"], position["step"], position["iteration"]
-        sums, history, best = position["sums"], resume_state["history"], resume_state["best"]
-        set_rng_state(resume_state["rng"], ctx)
+    # Where to start: at the beginning, or exactly where a saved run stopped.
+    state = RunState(out, cfg, ctx, raw_model, optimizer, scaler, files.class_names)
+    if saved is not None:
+        state.restore(saved)
         if ctx.is_main:
-            err_console.print(f"resuming {out} at epoch {start_epoch + 1}, step {start_step}/{steps_per_epoch}",
-                              highlight=False)
-    describe_run(cfg, ctx, data, raw_model, accum_steps, steps_per_epoch)
+            err_console.print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}/"
+                              f"{schedule.steps_per_epoch}", highlight=False)
+    run = Run(cfg, ctx, out, model, data, class_tokens, optimizer, scaler, autocast, schedule, state, started)
+    describe_run(run)
+    return run
 
-    stop = StopFlag()  # Ctrl-C: finish the step, save a resumable checkpoint, stop
-    stop.install()
-    table = EpochTable()
-    log_lines = not err_console.is_terminal
-    try:
-        with progress() as bar:
-            if cfg.cache_decoded:
-                data.fill_caches(bar)
-            for epoch in range(start_epoch, cfg.epochs):
-                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, completed=start_step,
-                                    info="")
-                data.train_loader.set_epoch(epoch, start_batch=start_step * accum_steps)
-                with torch.random.fork_rng(devices=[]):  # starting the loader draws a seed: keep our stream
-                    batches = iter(data.train_loader)
-                model.train()
-                clock = time.perf_counter()
 
-                for step in range(start_step, steps_per_epoch):
-                    # this iteration's lr: linear warm-up, then cosine down to min_lr_ratio x lr
-                    lr_factor = lr_schedule(iteration, warmup_steps, total_steps, cfg.min_lr_ratio)
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr * group["lr_mult"] * lr_factor
+def train_epoch(run: Run, bar) -> None:
+    """Optimiser steps from the state's position to the end of the epoch, or until every process agrees
+    to stop (``run.stopping``)."""
+    cfg, state, schedule = run.cfg, run.state, run.schedule
+    task = bar.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=schedule.steps_per_epoch,
+                        completed=state.step, info="")
+    run.data.train_loader.set_epoch(state.epoch, start_batch=state.step * schedule.accum_steps)
+    with torch.random.fork_rng(devices=[]):  # starting the loader draws a seed: keep our stream
+        batches = iter(run.data.train_loader)
+    run.model.train()
+    clock = time.perf_counter()
 
-                    step_loss = torch.zeros((), device=device)
-                    for micro_step in range(accum_steps):
-                        try:
-                            clips, labels, _ = next(batches)
-                        except Exception:
-                            if not stop.requested:
-                                raise
-                            # Ctrl-C from a terminal also reached the loader's workers: stop before this step
-                            optimizer.zero_grad(set_to_none=True)
-                            state = train_state(cfg, optimizer, scaler, ctx, (epoch, step, iteration), sums,
-                                                history, best)
-                            save_run_checkpoint(out / "last", raw_model, cfg, class_names, epoch, history, state,
-                                                ctx)
-                            raise TrainingInterrupted(out / "last") from None
-                        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                        clips, targets = mix_batch(clips, labels, len(class_names), cfg, iteration, ctx.rank)
-                        # DDP all-reduces gradients on the last micro-batch of the step only
-                        last_micro_step = micro_step == accum_steps - 1
-                        with model.no_sync() if ctx.distributed and not last_micro_step else nullcontext():
-                            with autocast:
-                                if cfg.loss == "ce":
-                                    logits, details = model(clips, class_tokens), None
-                                else:
-                                    logits, details = model(clips, class_tokens, return_details=True)
-                            loss = compute_loss(logits, details, targets, labels, cfg)
-                            if cfg.inject_nan_at_step == iteration + 1:  # test hook
-                                loss = loss * float("nan")
-                            scaler.scale(loss / accum_steps).backward()
-                        step_loss += loss.detach() / accum_steps
+    while state.step < schedule.steps_per_epoch:
+        # this step's lr: linear warm-up, then cosine down to min_lr_ratio x lr
+        lr_factor = schedule.lr_factor(state.iteration)
+        for group in run.optimizer.param_groups:
+            group["lr"] = cfg.lr * group["lr_mult"] * lr_factor
 
-                    # the global batch's loss (mean over processes) and the stop vote, in one all-reduce
-                    shared = torch.stack([step_loss.float(), torch.tensor(float(stop.requested), device=device)])
-                    shared = distributed.all_reduce_sum(shared.to(distributed.comm_device())).tolist()
-                    loss_value = shared[0] / ctx.world_size
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(non_finite_message(loss_value, epoch, step, out))
+        step_loss = accumulate_gradients(run, batches)
+        if step_loss is None:  # Ctrl-C from a terminal also reached the loader's workers: stop before this step
+            run.stopping = True
+            break
+        loss_value, stop_votes = all_reduce_step(run, step_loss)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(non_finite_message(loss_value, state.epoch, state.step, run.out))
+        optimizer_step(run)
 
-                    if cfg.clip_grad:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.clip_grad)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    with torch.no_grad():  # CLIP's rule: the logit scale (a log) never multiplies by more than 100
-                        raw_model.logit_scale.clamp_(0, math.log(100))
-                    iteration += 1
+        now = time.perf_counter()
+        state.step_done(loss_value, cfg.total_batch, now - clock)
+        clock = now
+        show_step(run, bar, task, loss_value, lr_factor)
+        if stop_votes > 0 or cfg.stop_at_step == state.iteration:  # interrupted: all processes stop here
+            run.stopping = True
+            break
+    bar.remove_task(task)
 
-                    now = time.perf_counter()
-                    sums["loss"] += loss_value
-                    sums["steps"] += 1
-                    sums["clips"] += cfg.total_batch
-                    sums["seconds"] += now - clock
-                    clock = now
-                    info = (f"loss {loss_value:.4f}  lr {cfg.lr * lr_factor:.2e}  "
-                            f"{sums['clips'] / max(sums['seconds'], 1e-9):.1f} clips/s")
-                    bar.update(task, advance=1, info=info)
-                    if log_lines and ctx.is_main and (step + 1) % max(1, steps_per_epoch // 5) == 0:
-                        # no live bar in a log file: a plain line five times per epoch instead
-                        err_console.print(f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps_per_epoch}  {info}",
-                                          highlight=False)
 
-                    if shared[1] > 0 or cfg.stop_at_step == iteration:  # interrupted: all processes stop here
-                        state = train_state(cfg, optimizer, scaler, ctx, (epoch, step + 1, iteration), sums,
-                                            history, best)
-                        save_run_checkpoint(out / "last", raw_model, cfg, class_names, epoch, history, state, ctx)
-                        raise TrainingInterrupted(out / "last")
+def accumulate_gradients(run: Run, batches) -> torch.Tensor | None:
+    """Forward and backward over one step's micro-batches, gradients summed; returns the step's loss (on
+    this process), or None when the loader stopped because of a Ctrl-C."""
+    cfg, ctx, accum_steps = run.cfg, run.ctx, run.schedule.accum_steps
+    step_loss = torch.zeros((), device=ctx.device)
+    for micro_step in range(accum_steps):
+        try:
+            clips, labels, _ = next(batches)
+        except Exception:
+            if not run.stop.requested:
+                raise
+            run.optimizer.zero_grad(set_to_none=True)
+            return None
+        clips, labels = clips.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
+        clips, targets = mix_batch(clips, labels, len(run.state.class_names), cfg, run.state.iteration, ctx.rank)
+        # DDP all-reduces gradients on the last micro-batch of the step only
+        last_micro_step = micro_step == accum_steps - 1
+        with run.model.no_sync() if ctx.distributed and not last_micro_step else nullcontext():
+            loss = forward_loss(run, clips, targets, labels)
+            run.scaler.scale(loss / accum_steps).backward()
+        step_loss += loss.detach() / accum_steps
+    return step_loss
 
-                bar.remove_task(task)
-                del batches
 
-                # ---- end of epoch: evaluate, log, checkpoint
-                record = {"epoch": epoch + 1, "iteration": iteration,
-                          "train_loss": sums["loss"] / max(sums["steps"], 1),
-                          "lr": cfg.lr * lr_schedule(iteration - 1, warmup_steps, total_steps, cfg.min_lr_ratio),
-                          "clips_per_s": sums["clips"] / max(sums["seconds"], 1e-9),
-                          "train_seconds": sums["seconds"]}
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                    from mbgf_cli.evaluation import evaluate_loader
+def forward_loss(run: Run, clips: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    cfg = run.cfg
+    with run.autocast:
+        if cfg.loss == "ce":
+            logits, details = run.model(clips, run.class_tokens), None
+        else:
+            logits, details = run.model(clips, run.class_tokens, return_details=True)
+    loss = compute_loss(logits, details, targets, labels, cfg)
+    if cfg.inject_nan_at_step == run.state.iteration + 1:  # test hook
+        loss = loss * float("nan")
+    return loss
 
-                    result = evaluate_loader(model, data.val_loader, class_tokens, len(data.val_set),
-                                             data.val_labels, device, autocast=autocast, bar=bar,
-                                             description=f"val {epoch + 1}/{cfg.epochs}")
-                    record.update(result.numbers())
-                    if best is None or result.top1 > best["top1"]:
-                        best = dict(record)
-                        save_run_checkpoint(out / "best", raw_model, cfg, class_names, epoch + 1, history + [record],
-                                            None, ctx)
-                record["best_top1"] = best["top1"] if best else None
-                record["skipped_train"] = len(data.train_set.failures())
-                history.append(record)
-                sums, start_step = new_epoch_sums(), 0
-                state = train_state(cfg, optimizer, scaler, ctx, (epoch + 1, 0, iteration), sums, history, best)
-                save_run_checkpoint(out / "last", raw_model, cfg, class_names, epoch + 1, history, state, ctx)
-                if ctx.is_main:
-                    with open(out / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                    table.add(record, cfg.epochs)
-                    for dataset, name in ((data.train_set, "train"), (data.val_set, "val")):
-                        line = dataset.skipped_summary(out / f"skipped_{name}.txt")
-                        if line:
-                            err_console.print(f"[yellow]{name}:[/yellow] {line}", highlight=False)
-                if stop.requested:
-                    raise TrainingInterrupted(out / "last")
-    finally:
-        stop.uninstall()
 
-    summary = make_summary(history, best, out)
-    summary["wall_seconds"] = time.perf_counter() - started  # this invocation, data preparation included
-    if ctx.is_main:
-        write_json(out / "summary.json", summary)
-        if cfg.plot:
-            from mbgf_cli import plots
+def all_reduce_step(run: Run, step_loss: torch.Tensor) -> tuple[float, float]:
+    """The global batch's loss (the mean over processes) and the number of processes asked to stop, in
+    one all-reduce."""
+    stop = torch.tensor(float(run.stop.requested), device=run.ctx.device)
+    shared = torch.stack([step_loss.float(), stop]).to(distributed.comm_device())
+    loss_sum, stop_votes = distributed.all_reduce_sum(shared).tolist()
+    return loss_sum / run.ctx.world_size, stop_votes
 
-            plots.training_curve(history, out / "training_curve.png")
+
+def optimizer_step(run: Run) -> None:
+    model = run.state.model
+    if run.cfg.clip_grad:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.cfg.clip_grad)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():  # CLIP's rule: the logit scale (a log) never multiplies by more than 100
+        model.logit_scale.clamp_(0, math.log(100))
+
+
+def show_step(run: Run, bar, task, loss_value: float, lr_factor: float) -> None:
+    state, steps = run.state, run.schedule.steps_per_epoch
+    info = (f"loss {loss_value:.4f}  lr {run.cfg.lr * lr_factor:.2e}  "
+            f"{state.sums['clips'] / max(state.sums['seconds'], 1e-9):.1f} clips/s")
+    bar.update(task, advance=1, info=info)
+    if run.log_lines and run.ctx.is_main and state.step % max(1, steps // 5) == 0:
+        # no live bar in a log file: a plain line five times per epoch instead
+        err_console.print(f"epoch {state.epoch + 1}/{run.cfg.epochs} step {state.step}/{steps}  {info}",
+                          highlight=False)
+
+
+def end_epoch(run: Run, bar) -> None:
+    """Evaluate on val (every ``--eval-every`` epochs and after the last), checkpoint best/ (when it
+    improved) and last/, log the epoch."""
+    cfg, state, data = run.cfg, run.state, run.data
+    epoch = state.epoch + 1
+    record = state.epoch_record(lr=cfg.lr * run.schedule.lr_factor(state.iteration - 1))
+    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        result = evaluate_loader(run.model, data.val_loader, run.class_tokens, len(data.val_set), data.val_labels,
+                                 run.ctx.device, autocast=run.autocast, bar=bar, description=f"val {epoch}/{cfg.epochs}")
+        record.update(result.numbers())
+    improved = state.end_epoch(record, skipped_train=len(data.train_set.failures()))
+    if improved:
+        state.save("best")
+    state.save("last")
+    log_epoch(run, record)
+
+
+def log_epoch(run: Run, record: dict) -> None:
+    """An epoch's record: a line of metrics.jsonl and a row of the table (rank 0)."""
+    if not run.ctx.is_main:
+        return
+    with open(run.out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    run.table.add(record, run.cfg.epochs)
+    for dataset, name in ((run.data.train_set, "train"), (run.data.val_set, "val")):
+        line = dataset.skipped_summary(run.out / f"skipped_{name}.txt")
+        if line:
+            err_console.print(f"[yellow]{name}:[/yellow] {line}", highlight=False)
+
+
+def interrupt(run: Run):
+    """The one way a run stops early: a resumable last/ at the position reached, then TrainingInterrupted."""
+    if run.state.saved_at != run.state.position:
+        run.state.save("last")
+    raise TrainingInterrupted(run.out / "last")
+
+
+def finish_run(run: Run) -> dict:
+    summary = run.state.summary()
+    summary["wall_seconds"] = time.perf_counter() - run.started  # this invocation, data preparation included
+    if run.ctx.is_main:
+        atomic_write_json(run.out / "summary.json", summary)
+        if run.cfg.plot:
+            from mbgf_cli import plots  # matplotlib: slow to import, only when a curve is asked for
+
+            plots.training_curve(run.state.history, run.out / "training_curve.png")
     return summary
 
 
 # ------------------------------------------------------------------------------------------------
-# Pieces of the run (in the order the loop uses them)
+# Pieces of the run (in the order start_run uses them)
 # ------------------------------------------------------------------------------------------------
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class DataFiles:
+    root: Path
+    train_list: Path
+    val_list: Path
+    label_file: Path
+    class_names: list[str]
+
+
+def find_data(cfg: TrainConfig, ctx: distributed.Context) -> DataFiles:
+    """The dataset's folder, label file and lists, read and checked: every data problem is reported
+    before a model is built or weights downloaded. ``--dataset synthetic`` alone generates its data
+    into the cache."""
+    preset = presets.get_preset(cfg.dataset) if cfg.dataset else None
+    root = presets.dataset_root(cfg.root, cfg.dataset, quiet=not ctx.is_main)
+    label_file = presets.resolve_label_file(root, cfg.labels, preset)
+    class_names = read_labels(label_file)
+    if preset is not None and preset.name != "synthetic" and len(class_names) != preset.num_classes:
+        raise UserError(f"{label_file}: {len(class_names)} classes, but {preset.name} has {preset.num_classes}")
+    lists = [presets.resolve_list(root, getattr(cfg, name), default, flag(name))
+             for name, default in (("train_list", "train.txt"), ("val_list", "val.txt"))]
+    for path in lists:
+        read_video_list(path, len(class_names))  # labels in range, lines well formed
+    return DataFiles(root, *lists, label_file, class_names)
+
+
+def open_run_folder(cfg: TrainConfig, ctx: distributed.Context) -> Path:
+    """The output folder, made by rank 0, with config.json (every setting of the run, presets filled in)."""
+    out = Path(cfg.out)
+    if not cfg.resume and (out / "last").exists():
+        raise UserError(f"{out}: holds a run already (last/); resume it with --resume {out / 'last'}, "
+                        f"or choose another {flag('out')}")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    distributed.barrier()
+    return out
 
 
 def build_model(cfg: TrainConfig, device: torch.device):
@@ -437,31 +396,15 @@ class RunData:
                          description=f"decoding {name} videos")
 
 
-def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: Path) -> RunData:
-    """Labels, train/val datasets and loaders. ``--dataset synthetic`` alone generates its data into the cache."""
-    from mbgf_cli.data import VideoDataset, build_loader, read_labels
-    from mbgf_cli.frame_cache import CachedVideoDataset
-
-    preset = presets.get_preset(cfg.dataset) if cfg.dataset else None
-    if cfg.root:
-        root = Path(cfg.root)
-    elif cfg.dataset == "synthetic":
-        root = presets.ensure_synthetic(quiet=not ctx.is_main)
-    else:
-        raise UserError("give the dataset folder with --root DIR (videos/ or videos.tar, train.txt, val.txt), "
-                        "or --dataset synthetic")
-    label_file = presets.resolve_label_file(root, cfg.labels, preset)
-    class_names = read_labels(label_file)
-    if preset is not None and preset.name != "synthetic" and len(class_names) != preset.num_classes:
-        raise UserError(f"{label_file}: {len(class_names)} classes, but {preset.name} has {preset.num_classes}")
-
+def load_data(cfg: TrainConfig, files: DataFiles, model_config, ctx: distributed.Context, out: Path) -> RunData:
+    """The train/val datasets and loaders, at the frames, input size and normalisation of the model."""
     dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
+    num_classes = len(files.class_names)
     common = dict(frames=model_config.frames, input_size=model_config.input_size, decoder=cfg.decoder,
                   strict=cfg.strict, seed=cfg.seed, mean=model_config.input_mean, std=model_config.input_std)
-    train_set = dataset_class(root, cfg.train_list or "train.txt", len(class_names), train=True, flip=cfg.flip,
-                              crop=cfg.crop, jitter=cfg.jitter, gray=cfg.gray,
-                              failures_dir=out / "skipped" / "train", **common)
-    val_set = dataset_class(root, cfg.val_list or "val.txt", len(class_names), train=False, views=(1, 1),
+    train_set = dataset_class(files.root, files.train_list, num_classes, train=True, flip=cfg.flip, crop=cfg.crop,
+                              jitter=cfg.jitter, gray=cfg.gray, failures_dir=out / "skipped" / "train", **common)
+    val_set = dataset_class(files.root, files.val_list, num_classes, train=False, views=(1, 1),
                             failures_dir=out / "skipped" / "val", **common)
     workers = cfg.workers if cfg.workers is not None else 0
     train_loader = build_loader(train_set, batch_size=cfg.batch_size, workers=workers, shuffle=True, drop_last=True,
@@ -469,33 +412,53 @@ def prepare_data(cfg: TrainConfig, model_config, ctx: distributed.Context, out: 
     val_loader = build_loader(val_set, batch_size=cfg.batch_size, workers=workers, shuffle=False, drop_last=False,
                               distributed=ctx.distributed, seed=cfg.seed)
     micro_batches = train_loader.sampler.num_samples // cfg.batch_size
-    return RunData(class_names, train_set, val_set, train_loader, val_loader, [label for _, label in val_set.samples],
-                   micro_batches, workers)
+    return RunData(files.class_names, train_set, val_set, train_loader, val_loader,
+                   [label for _, label in val_set.samples], micro_batches, workers)
 
 
 def make_param_groups(model, cfg: TrainConfig) -> list[dict]:
-    """CLIP weights at lr, new modules at lr x new_lr_mult; no weight decay on 1-D tensors (norms,
-    biases, the logit scale) and embeddings (token, positions, class token)."""
+    """CLIP weights at lr, new modules at lr x new_lr_mult; no weight decay on what the model names in
+    ``no_weight_decay()`` (norms, biases, the logit scale, embeddings and positions)."""
     groups = {}
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    no_decay_names = set(model.no_weight_decay())
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_clip = model.is_clip_parameter(name) if hasattr(model, "is_clip_parameter") else True
-        no_decay = (parameter.ndim < 2 or name.endswith(".bias") or "embedding" in name
-                    or "pos_embed" in name or name in skip)
+        is_clip = model.is_clip_parameter(name)
+        no_decay = name in no_decay_names
         key = ("clip" if is_clip else "new", "no_decay" if no_decay else "decay")
         if key not in groups:
-            groups[key] = {"params": [], "names": [], "lr_mult": 1.0 if is_clip else cfg.new_lr_mult,
+            groups[key] = {"params": [], "lr_mult": 1.0 if is_clip else cfg.new_lr_mult,
                            "weight_decay": 0.0 if no_decay else cfg.weight_decay, "group": "/".join(key)}
         groups[key]["params"].append(parameter)
-        groups[key]["names"].append(name)
     if not groups:
         raise UserError("nothing to train: every parameter is frozen")
-    ordered = [groups[k] for k in sorted(groups)]
-    for group in ordered:
-        group.pop("names")
-    return ordered
+    return [groups[k] for k in sorted(groups)]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimiser steps per epoch (each accumulates ``accum_steps`` micro-batches per process) and the lr
+    factor of each step."""
+
+    accum_steps: int
+    steps_per_epoch: int
+    warmup_steps: int
+    total_steps: int
+    min_lr_ratio: float
+
+    def lr_factor(self, iteration: int) -> float:
+        return lr_schedule(iteration, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+
+
+def make_schedule(cfg: TrainConfig, data: RunData, ctx: distributed.Context) -> Schedule:
+    accum_steps = accumulation_steps(cfg.total_batch, cfg.batch_size, ctx.world_size)
+    steps_per_epoch = data.micro_batches_per_epoch // accum_steps
+    if steps_per_epoch < 1:
+        raise UserError(f"{data.train_set.list_file}: {len(data.train_set)} training videos make no step of "
+                        f"{cfg.total_batch} clips; lower --total-batch / --batch-size")
+    return Schedule(accum_steps, steps_per_epoch, warmup_steps=int(round(cfg.warmup_epochs * steps_per_epoch)),
+                    total_steps=cfg.epochs * steps_per_epoch, min_lr_ratio=cfg.min_lr_ratio)
 
 
 def accumulation_steps(total_batch: int, batch_size: int, world_size: int) -> int:
@@ -530,7 +493,7 @@ def mix_batch(clips: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: 
 def compute_loss(logits: torch.Tensor, details: dict | None, targets: torch.Tensor, labels: torch.Tensor,
                  cfg: TrainConfig) -> torch.Tensor:
     """Cross-entropy over the class logits (label smoothing, or the soft targets of mixup/cutmix);
-    ``--loss kl`` adds ActionCLIP's symmetric KL loss over the in-batch video-text logits."""
+    ``--loss ce+kl`` adds ActionCLIP's symmetric KL loss over the in-batch video-text logits."""
     from fusion import losses
 
     loss = losses.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing or 0.0)
@@ -547,119 +510,9 @@ def non_finite_message(loss: float, epoch: int, step: int, out: Path) -> str:
             "Lower --lr, set --clip-grad, or use --amp bf16/off")
 
 
-class StopFlag:
-    """SIGINT sets ``requested``; the loop stops at the next step boundary after saving. A second
-    SIGINT raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        err_console.print("[yellow]Ctrl-C: stopping after this step and saving a resumable checkpoint "
-                          "(press again to stop at once)[/yellow]")
-
-    def install(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
-
-    def uninstall(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-
-def get_rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(per_rank: list[dict], ctx: distributed.Context) -> None:
-    if len(per_rank) != ctx.world_size:
-        # Another number of processes than the saved run: the data order is unchanged (it depends on
-        # the seed and epoch only); model randomness restarts from the seed.
-        if ctx.is_main:
-            err_console.print(f"[yellow]note: the run was saved with {len(per_rank)} process(es), resumed with "
-                              f"{ctx.world_size}; random state re-seeded[/yellow]")
-        return
-    state = per_rank[ctx.rank]
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def new_epoch_sums() -> dict:
-    return {"loss": 0.0, "steps": 0, "clips": 0, "seconds": 0.0}
-
-
-def train_state(cfg, optimizer, scaler, ctx, position: tuple[int, int, int], sums: dict, history: list,
-                best: dict | None) -> dict:
-    """All that a resume needs besides the weights. ``position``: (epoch, steps done in it, iteration).
-    Every process's RNG state is kept (they differ), gathered to the one that writes."""
-    rng = get_rng_state()
-    if ctx.distributed:
-        import torch.distributed as dist
-
-        gathered = [None] * ctx.world_size
-        dist.all_gather_object(gathered, rng)  # between our own processes only; the file holds no pickle
-        rng = gathered
-    else:
-        rng = [rng]
-    epoch, step, iteration = position
-    return {
-        "config": cfg.to_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        "rng": rng,
-        "position": {"epoch": epoch, "step": step, "iteration": iteration, "sums": dict(sums)},
-        "history": history,
-        "best": best,
-    }
-
-
-def save_run_checkpoint(directory: Path, model, cfg: TrainConfig, class_names, epochs_done: int, history: list,
-                        state: dict | None, ctx: distributed.Context) -> None:
-    """Rank 0 writes (atomically); the others wait so that nobody reads a checkpoint being written."""
-    if ctx.is_main:
-        meta = {
-            "config": model.config.to_dict(),
-            "class_names": list(class_names),
-            "epoch": epochs_done,
-            "metrics": history[-1] if history else {},
-            "train": {"dataset": cfg.dataset, "seed": cfg.seed, "prompts": cfg.prompts},
-        }
-        if state is not None and state["position"]["step"]:
-            meta["position"] = {"epoch": state["position"]["epoch"] + 1, "step": state["position"]["step"]}
-        checkpoint.save_checkpoint(directory, model, meta, state)
-    distributed.barrier()
-
-
-def make_summary(history: list[dict], best: dict | None, out: Path) -> dict:
-    def entry(record):
-        if record is None:
-            return None
-        return {"epoch": record["epoch"], "top1": record.get("top1"), "top5": record.get("top5"),
-                "mean_class": record.get("mean_class"), "videos": record.get("videos"),
-                "train_loss": record.get("train_loss")}
-
-    evaluated = [r for r in history if "top1" in r]
-    return {"best": entry(best), "final": entry(evaluated[-1] if evaluated else None),
-            "epochs": len(history), "checkpoints": {"last": str(out / "last"), "best": str(out / "best")}}
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
 
 
 class EpochTable:
@@ -679,27 +532,15 @@ class EpochTable:
                       padding=(0, 0, 0, 1))
         for name, width in self.COLUMNS:
             table.add_column(name, justify="right", min_width=width, max_width=width, no_wrap=True)
-
-        def pct(v):
-            return "-" if v is None else f"{100 * v:.2f}"
-
-        table.add_row(f"{record['epoch']}/{epochs}", f"{record['train_loss']:.4f}", pct(record.get("top1")),
-                      pct(record.get("top5")), pct(record.get("mean_class")), pct(record.get("best_top1")),
+        table.add_row(f"{record['epoch']}/{epochs}", f"{record['train_loss']:.4f}", _pct(record.get("top1")),
+                      _pct(record.get("top5")), _pct(record.get("mean_class")), _pct(record.get("best_top1")),
                       f"{record['lr']:.1e}", f"{record['clips_per_s']:.1f}")
         console.print(table)
         self.rows += 1
 
 
-def default_out_dir(cfg: TrainConfig) -> str:
-    """``runs/<dataset>-<model>-<variant>[-mbgf]``, numbered (-2, -3, ...) when that one holds a run."""
-    recipe = presets.get_preset(cfg.dataset).recipe if cfg.dataset else presets.GENERIC_RECIPE
-    model, variant = cfg.model or recipe["model"], cfg.variant or recipe["variant"]
-    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{model}-{variant}{'-mbgf' if cfg.mbgf else ''}"
-    candidate, number = base, 1
-    while Path(candidate).exists() and any(Path(candidate).iterdir()):
-        number += 1
-        candidate = f"{base}-{number}"
-    return candidate
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def print_summary(summary: dict) -> None:
@@ -718,7 +559,8 @@ def print_summary(summary: dict) -> None:
                       f"metrics.jsonl, summary.json in {Path(summary['checkpoints']['last']).parent}", highlight=False)
 
 
-def describe_run(cfg, ctx, data, model, accum_steps, steps_per_epoch) -> None:
+def describe_run(run: Run) -> None:
+    cfg, ctx, data, schedule, model = run.cfg, run.ctx, run.data, run.schedule, run.state.model
     if not ctx.is_main:
         return
     params = sum(p.numel() for p in model.parameters())
@@ -727,5 +569,5 @@ def describe_run(cfg, ctx, data, model, accum_steps, steps_per_epoch) -> None:
         f"{model.config.name}, {model.config.frames}x{model.config.input_size}: {params / 1e6:.2f}M parameters "
         f"({trained / 1e6:.2f}M trained); {len(data.train_set)} train / {len(data.val_set)} val videos, "
         f"{len(data.class_names)} classes; {ctx.world_size} process(es) on {ctx.device.type}; batch "
-        f"{cfg.batch_size} x {ctx.world_size} x {accum_steps} accumulated = {cfg.total_batch}; "
-        f"{steps_per_epoch} steps/epoch, {cfg.epochs} epochs -> {cfg.out}", highlight=False)
+        f"{cfg.batch_size} x {ctx.world_size} x {schedule.accum_steps} accumulated = {cfg.total_batch}; "
+        f"{schedule.steps_per_epoch} steps/epoch, {cfg.epochs} epochs -> {cfg.out}", highlight=False)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mbgf_cli import fewshot, tables
-from mbgf_cli.data import read_video_list
+from mbgf_cli.data import read_video_list, write_video_list
 from mbgf_cli.errors import UserError
 
 NUM_CLASSES = 4
@@ -91,15 +91,15 @@ def test_split_files_round_trip(tmp_path):
 
 def test_split_file_with_another_name_and_a_wrong_one(tmp_path):
     published = tmp_path / "hmdb_5shot_a.txt"
-    fewshot.write_video_list(published, fewshot.sample_shots(train_entries(), [5], 7, NUM_CLASSES)[5])
+    write_video_list(published, fewshot.sample_shots(train_entries(), [5], 7, NUM_CLASSES)[5])
     [split] = fewshot.read_split_files([published], NUM_CLASSES)
     assert (split.shots, split.seed) == (5, "hmdb_5shot_a")
     uneven = tmp_path / "uneven.txt"
-    fewshot.write_video_list(uneven, train_entries(3)[:-1])
+    write_video_list(uneven, train_entries(3)[:-1])
     with pytest.raises(UserError, match="uneven.txt: .* between 2 and 3 videos per class"):
         fewshot.read_split_files([uneven], NUM_CLASSES)
     misnamed = tmp_path / "K4_seed0.txt"
-    fewshot.write_video_list(misnamed, train_entries(3))
+    write_video_list(misnamed, train_entries(3))
     with pytest.raises(UserError, match="K4_seed0.txt: named for K=4 but holds 3 videos in every class"):
         fewshot.read_split_files([misnamed], NUM_CLASSES)
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from clip.model import CLIP, CONFIGS
 from mbgf_cli import app as app_module
-from mbgf_cli import fewshot
+from mbgf_cli import eval_splits
 from tests.videos import write_dataset
 
 SPLITS = {  # split -> videos of its test list (3 classes x 3 videos in the set)
@@ -151,8 +151,8 @@ def test_single_split_has_no_std():
         return Result(0.25 * int(cfg.root[-1])), {"list": f"{cfg.root}/val.txt", "model": "m", "views": "1x1"}
 
     cfg = EvalConfig(zero_shot=True, pretrained="x", root="data/split{split}")
-    one = fewshot.zero_shot_over_splits(cfg, [2], evaluate=evaluate)
+    one = eval_splits.zero_shot_over_splits(cfg, [2], evaluate=evaluate)
     assert (one.mean["top1"], one.std["top1"]) == (0.5, None)
-    three = fewshot.zero_shot_over_splits(cfg, [1, 2, 3, 2], evaluate=evaluate)
+    three = eval_splits.zero_shot_over_splits(cfg, [1, 2, 3, 2], evaluate=evaluate)
     assert calls[1:] == [("data/split1", None), ("data/split2", None), ("data/split3", None)]
     assert three.mean["top1"] == pytest.approx(0.5) and three.std["top1"] == pytest.approx(0.25)

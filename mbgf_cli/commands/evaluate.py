@@ -1,4 +1,5 @@
-"""``mbgf eval``: test a checkpoint (or zero-shot CLIP) on a video list with multi-view testing."""
+"""``mbgf eval``: test a checkpoint (or zero-shot CLIP) on a video list with multi-view testing; with
+``--splits``, zero-shot over official splits."""
 
 from __future__ import annotations
 
@@ -7,50 +8,60 @@ from typing import Optional
 
 import typer
 
-from mbgf_cli.commands.options import path_text
+from mbgf_cli.commands.options import OUTPUT, config_option, list_options_command, path_text
+from mbgf_cli.console import console
+from mbgf_cli.train_config import DATA, MODEL, RUN
 
 
 def evaluate(
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", show_default=False,
-                                              help="A checkpoint folder (e.g. runs/x/best)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default=False,
-                                          help="Preset (k400, ucf101, hmdb51, synthetic): labels and test views."),
-    root: Optional[Path] = typer.Option(None, "--root", show_default=False,
-                                        help="Dataset folder: videos/ (or videos.tar/.zip), lists, labels.csv."),
-    list_file: Optional[str] = typer.Option(None, "--list", show_default=False,
-                                            help="The list to evaluate (default ROOT/val.txt)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", show_default=False,
-                                          help="id,name CSV (default ROOT/labels.csv, else the preset's)."),
-    views: Optional[str] = typer.Option(None, "--views", show_default=False,
-                                        help="CLIPSxCROPS, e.g. 4x3 (default: the preset's protocol, else 1x1)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Videos per forward pass (x views)."),
-    workers: Optional[int] = typer.Option(None, "--workers", show_default=False, help="Loader processes."),
-    decoder: str = typer.Option("auto", "--decoder", help="auto | decord | pyav."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable video."),
-    cache_decoded: bool = typer.Option(False, "--cache-decoded", help="Decode every video once, up front."),
-    amp: str = typer.Option("auto", "--amp", help="bf16 | fp16 | off | auto (bf16 on GPUs that have it)."),
-    device: Optional[str] = typer.Option(None, "--device", show_default=False, help="cpu or cuda."),
-    zero_shot: bool = typer.Option(False, "--zero-shot", help="CLIP with no training (needs --pretrained)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", show_default=False,
+    # model
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", rich_help_panel=MODEL, show_default=False,
+                                              help="A checkpoint folder (e.g. runs/x/best) or a published file."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", rich_help_panel=MODEL,
+                                   help="CLIP with no training (needs --pretrained)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", rich_help_panel=MODEL, show_default=False,
                                              help="Zero-shot: CLIP weights (ViT-B/16 or a file)."),
-    model: Optional[str] = typer.Option(None, "--model", show_default=False,
+    model: Optional[str] = typer.Option(None, "--model", "-m", rich_help_panel=MODEL, show_default=False,
                                         help="Zero-shot: the backbone, when the weights do not tell."),
-    frames: int = typer.Option(8, "--frames", help="Zero-shot: frames per view."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", show_default=False,
+    frames: int = typer.Option(8, "--frames", rich_help_panel=MODEL, help="Zero-shot: frames per view."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", rich_help_panel=MODEL, show_default=False,
                                              help="Zero-shot: frame size (default the backbone's)."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", show_default=False,
+    prompts: Optional[str] = typer.Option(None, "--prompts", rich_help_panel=MODEL, show_default=False,
                                           help="all | one (default: as the checkpoint was trained)."),
-    per_class: bool = typer.Option(False, "--per-class", help="Top-1 of every class."),
-    explain: bool = typer.Option(False, "--explain", help="MBGF: mean gate weight of each branch per class."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", show_default=False,
-                                               help="Write one CSV row per video."),
-    plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
-                                        help="Write confusion_matrix.png and per_class_accuracy.png here."),
-    as_json: bool = typer.Option(False, "--json", help="Print the numbers as one JSON object."),
+    # data
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", rich_help_panel=DATA, show_default=False,
+                                          help="Preset (k400, ucf101, hmdb51, synthetic): labels and test views."),
+    root: Optional[Path] = config_option("root"),
+    list_file: Optional[str] = typer.Option(None, "--val-list", "--list", rich_help_panel=DATA, show_default=False,
+                                            help="The list to evaluate (default ROOT/val.txt)."),
+    labels: Optional[Path] = config_option("labels"),
+    views: Optional[str] = typer.Option(None, "--views", rich_help_panel=DATA, show_default=False,
+                                        help="CLIPSxCROPS, e.g. 4x3 (default: the preset's protocol, else 1x1)."),
+    workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel=DATA, show_default=False,
+                                          help="Loader processes (default: up to 4)."),
+    decoder: str = config_option("decoder"),
+    strict: bool = config_option("strict"),
+    cache_decoded: bool = typer.Option(False, "--cache-decoded", rich_help_panel=DATA,
+                                       help="Decode every video once, up front."),
+    # run
+    batch_size: int = typer.Option(8, "--batch-size", "-b", rich_help_panel=RUN,
+                                   help="Videos per forward pass (x views)."),
+    amp: str = config_option("amp", panel=RUN, help="Mixed precision: bf16, fp16, off; auto: bf16 where the device "
+                                                    "computes it natively, else off."),
+    device: Optional[str] = config_option("device"),
     splits: Optional[list[int]] = typer.Option(
-        None, "--splits", show_default=False,
+        None, "--splits", rich_help_panel=RUN, show_default=False,
         help="Zero-shot over official splits, e.g. --splits 1 2 3: each split's test list (ROOT/splitN/val.txt, "
-             "or {split} in --root/--list), then the mean and std."),
+             "or {split} in --root/--val-list), then the mean and std."),
+    # output
+    per_class: bool = typer.Option(False, "--per-class", rich_help_panel=OUTPUT, help="Top-1 of every class."),
+    explain: bool = typer.Option(False, "--explain", rich_help_panel=OUTPUT,
+                                 help="MBGF: mean gate weight of each branch per class."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", rich_help_panel=OUTPUT, show_default=False,
+                                               help="Write one CSV row per video."),
+    plot: Optional[Path] = typer.Option(None, "--plot", rich_help_panel=OUTPUT, show_default=False,
+                                        help="Write confusion_matrix.png and per_class_accuracy.png here."),
+    as_json: bool = typer.Option(False, "--json", rich_help_panel=OUTPUT, help="Print the numbers as one JSON object."),
 ):
     """Evaluate: top-1, top-5, mean class accuracy over multi-view predictions."""
     from mbgf_cli import evaluation
@@ -63,15 +74,24 @@ def evaluate(
         predictions=path_text(predictions), plot=path_text(plot), as_json=as_json,
     )
     if splits:
-        from mbgf_cli.commands.fewshot import zero_shot_splits
-
         return zero_shot_splits(cfg, splits)
     result, info = evaluation.evaluate(cfg)
     evaluation.print_result(result, info, cfg)
 
 
+def zero_shot_splits(cfg, splits: list[int]) -> None:
+    """A row per split and the mean ± std (``--json``: every split's numbers, the mean and std, as
+    fractions like ``mbgf eval --json``)."""
+    from mbgf_cli import eval_splits
+
+    summary = eval_splits.zero_shot_over_splits(cfg, splits)
+    if cfg.as_json:
+        import json
+
+        console.print_json(json.dumps(summary.to_json()))
+        return
+    console.print(eval_splits.splits_table(summary))
+
 
 def register(app: typer.Typer) -> None:
-    from mbgf_cli.commands.fewshot import EvalSplitsCommand
-
-    app.command("eval", cls=EvalSplitsCommand)(evaluate)
+    app.command("eval", cls=list_options_command("--splits"))(evaluate)

@@ -4,34 +4,13 @@ import json
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
+from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, progress
 from mbgf_cli.errors import UserError
 
 MODELS = ("b32", "b16", "l14", "tiny")
 VARIANTS = ("clip", "actionclip", "xclip")
-
-
-class ListOptionsCommand(TyperCommand):
-    """Lets a list option take several values after one flag, as the usage shows:
-    ``--frames 8 16 32`` is read as ``--frames 8 --frames 16 --frames 32``."""
-
-    list_options = ("--frames", "--variant")  # options taking several values
-
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        expanded, current, has_value = [], None, False
-        for arg in args:
-            if arg.startswith("-"):
-                flag = arg.split("=", 1)[0]
-                current = flag if flag in self.list_options else None
-                has_value = "=" in arg
-            elif current is not None:
-                if has_value:  # a further value of the same option: repeat the flag for it
-                    expanded.append(current)
-                has_value = True
-            expanded.append(arg)
-        return super().parse_args(ctx, expanded)
 
 
 def flops(
@@ -106,4 +85,4 @@ def _amount(value: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("flops", cls=ListOptionsCommand)(flops)
+    app.command("flops", cls=list_options_command("--frames", "--variant"))(flops)

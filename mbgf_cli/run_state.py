@@ -1,0 +1,226 @@
+"""The state of a training run, how it is saved and restored, and how a run is asked to stop.
+
+:class:`RunState` is where a run is (epoch, step, iteration, the epoch's running sums, the history of
+finished epochs, the best one) together with what it saves (the model, optimiser, grad scaler and
+every process's random state). :meth:`RunState.save` is the one checkpoint call of the engine and
+:meth:`RunState.restore` its inverse, so a resumed run continues bit for bit. :class:`StopFlag` is the
+one place signals are handled.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbgf_cli import checkpoint, distributed
+from mbgf_cli.console import err_console
+from mbgf_cli.train_config import TrainConfig
+
+
+def new_epoch_sums() -> dict:
+    return {"loss": 0.0, "steps": 0, "clips": 0, "seconds": 0.0}
+
+
+@dataclass
+class RunState:
+    """Where a run is, and the objects whose state a resume needs.
+
+    ``epoch``: epochs finished (so also the index of the one in progress); ``step``: optimiser steps
+    done in that epoch; ``iteration``: optimiser steps done in the run; ``sums``: the epoch's running
+    loss, clips and seconds; ``history``: one record per finished epoch (the lines of metrics.jsonl);
+    ``best``: the record of the best evaluated epoch so far.
+    """
+
+    out: Path
+    cfg: TrainConfig
+    ctx: distributed.Context
+    model: torch.nn.Module  # the bare model (not its DistributedDataParallel wrapper)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    class_names: list[str]
+    epoch: int = 0
+    step: int = 0
+    iteration: int = 0
+    sums: dict = field(default_factory=new_epoch_sums)
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    saved_at: tuple[int, int, int] | None = None  # the position last/ holds
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return self.epoch, self.step, self.iteration
+
+    def step_done(self, loss: float, clips: int, seconds: float) -> None:
+        self.step += 1
+        self.iteration += 1
+        self.sums["loss"] += loss
+        self.sums["steps"] += 1
+        self.sums["clips"] += clips
+        self.sums["seconds"] += seconds
+
+    def epoch_record(self, lr: float) -> dict:
+        """The finished epoch's training numbers; evaluation adds its own."""
+        sums = self.sums
+        return {"epoch": self.epoch + 1, "iteration": self.iteration, "train_loss": sums["loss"] / max(sums["steps"], 1),
+                "lr": lr, "clips_per_s": sums["clips"] / max(sums["seconds"], 1e-9), "train_seconds": sums["seconds"]}
+
+    def end_epoch(self, record: dict, skipped_train: int) -> bool:
+        """Close the epoch with its record (completed here: best top-1, skipped videos) and move to the
+        next one; True when the epoch is the best so far."""
+        improved = "top1" in record and (self.best is None or record["top1"] > self.best["top1"])
+        if improved:
+            self.best = dict(record)
+        record["best_top1"] = self.best["top1"] if self.best else None
+        record["skipped_train"] = skipped_train
+        self.history.append(record)
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, new_epoch_sums()
+        return improved
+
+    # ------------------------------------------------------------------------------------------ files
+
+    def save(self, kind: str = "last") -> Path:
+        """Checkpoint the run into ``OUT/<kind>``: ``last`` holds the weights and everything a resume
+        needs, ``best`` the weights and metrics. Every process calls it (each holds its own random
+        state); rank 0 writes, atomically, and the others wait so that nobody reads a half-written one."""
+        directory = self.out / kind
+        state = self.train_state() if kind == "last" else None
+        if self.ctx.is_main:
+            meta = {
+                "config": self.model.config.to_dict(),
+                "class_names": list(self.class_names),
+                "epoch": self.epoch,
+                "metrics": self.history[-1] if self.history else {},
+                "train": {"dataset": self.cfg.dataset, "seed": self.cfg.seed, "prompts": self.cfg.prompts},
+            }
+            if self.step:  # saved inside an epoch: which one, and how far into it
+                meta["position"] = {"epoch": self.epoch + 1, "step": self.step}
+            checkpoint.save_checkpoint(directory, self.model, meta, state)
+        distributed.barrier()
+        if kind == "last":
+            self.saved_at = self.position
+        return directory
+
+    def train_state(self) -> dict:
+        """All that a resume needs besides the weights. Every process's RNG state is kept (they
+        differ), gathered to the one that writes."""
+        rng = get_rng_state()
+        if self.ctx.distributed:
+            import torch.distributed as dist
+
+            gathered = [None] * self.ctx.world_size
+            dist.all_gather_object(gathered, rng)  # between our own processes only; the file holds no pickle
+            rng = gathered
+        else:
+            rng = [rng]
+        return {
+            "config": self.cfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng,
+            "position": {"epoch": self.epoch, "step": self.step, "iteration": self.iteration,
+                         "sums": dict(self.sums)},
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def restore(self, saved: dict) -> None:
+        """Continue the run saved in ``cfg.resume`` (``saved``: its training state) exactly where it stopped."""
+        checkpoint.load_weights(self.model, self.cfg.resume)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        position = saved["position"]
+        self.epoch, self.step, self.iteration = position["epoch"], position["step"], position["iteration"]
+        self.sums, self.history, self.best = position["sums"], saved["history"], saved["best"]
+        set_rng_state(saved["rng"], self.ctx)
+        self.saved_at = self.position
+
+    def summary(self) -> dict:
+        def entry(record):
+            if record is None:
+                return None
+            return {"epoch": record["epoch"], "top1": record.get("top1"), "top5": record.get("top5"),
+                    "mean_class": record.get("mean_class"), "videos": record.get("videos"),
+                    "train_loss": record.get("train_loss")}
+
+        evaluated = [r for r in self.history if "top1" in r]
+        return {"best": entry(self.best), "final": entry(evaluated[-1] if evaluated else None),
+                "epochs": len(self.history),
+                "checkpoints": {"last": str(self.out / "last"), "best": str(self.out / "best")}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Random state
+# ------------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(per_rank: list[dict], ctx: distributed.Context) -> None:
+    if len(per_rank) != ctx.world_size:
+        # Another number of processes than the saved run: the data order is unchanged (it depends on
+        # the seed and epoch only); model randomness restarts from the seed.
+        if ctx.is_main:
+            err_console.print(f"[yellow]note: the run was saved with {len(per_rank)} process(es), resumed with "
+                              f"{ctx.world_size}; random state re-seeded[/yellow]")
+        return
+    state = per_rank[ctx.rank]
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Stopping
+# ------------------------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """``with StopFlag() as stop:`` a signal in ``SIGNALS`` sets ``stop.requested``; the run stops at the
+    next step boundary after saving a resumable checkpoint. A second one raises KeyboardInterrupt at
+    once. Outside the main thread signals are left alone."""
+
+    SIGNALS = (signal.SIGINT,)
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        err_console.print("[yellow]Ctrl-C: stopping after this step and saving a resumable checkpoint "
+                          "(press again to stop at once)[/yellow]")
+
+    def __enter__(self) -> StopFlag:
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            if previous is not None:  # None: the handler was not installed from Python
+                signal.signal(signum, previous)
+        self._previous = {}

@@ -1,0 +1,196 @@
+"""What a training run depends on: :class:`TrainConfig`, its recipe defaults and the resume rules.
+
+Every field that is a command-line option carries its flags, help and help panel as field metadata
+(see :func:`option`); ``mbgf train`` and ``mbgf fewshot`` build their options from it
+(``mbgf_cli/commands/options.py``), so an option is declared here once. ``None`` means "the dataset
+preset's recipe value" (``mbgf_cli/presets.py``), filled in by :func:`resolve_config`.
+
+Light on purpose (no torch): the command line reads it to build ``--help``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from mbgf_cli import presets
+from mbgf_cli.errors import UserError
+
+# Help panels.
+DATA = "Data"
+MODEL = "Model"
+OPTIM = "Optimisation"
+RUN = "Run"
+
+
+def option(default, *flags: str, help: str = "", panel: str = RUN, hidden: bool = False, path: bool = False,
+           none: str | None = None):
+    """A config field that is also a command-line option. ``flags``: the option's names (the first is
+    its name in messages; "--a/--b" for a switch); ``path``: given as a path on the command line;
+    ``none``: what a ``None`` recipe value means, for the help ("the backbone's")."""
+    return field(default=default, metadata={"flags": flags, "help": help, "panel": panel, "hidden": hidden,
+                                            "path": path, "none": none})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``None`` means "the dataset preset's recipe value"."""
+
+    # data
+    dataset: str | None = option(
+        None, "--dataset", "-d", panel=DATA,
+        help="Preset: k400, ucf101, hmdb51 (label list, class count, X-CLIP's recipe) or synthetic (generated on "
+             "first use, no download).")
+    root: str | None = option(None, "--root", panel=DATA, path=True,
+                              help="Dataset folder: videos/ (or videos.tar/.zip), train.txt, val.txt, labels.csv.")
+    train_list: str | None = option(None, "--train-list", panel=DATA, help="Train list (default ROOT/train.txt).")
+    val_list: str | None = option(None, "--val-list", panel=DATA, help="Val list (default ROOT/val.txt).")
+    labels: str | None = option(None, "--labels", panel=DATA, path=True,
+                                help="id,name CSV (default ROOT/labels.csv, else the preset's).")
+    decoder: str = option("auto", "--decoder", panel=DATA, help="auto | decord | pyav.")
+    workers: int | None = option(None, "--workers", panel=DATA, help="Loader processes per training process.")
+    strict: bool = option(False, "--strict", panel=DATA,
+                          help="Stop at the first unreadable video instead of skipping it.")
+    flip: bool | None = option(None, "--flip/--no-flip", panel=DATA,
+                               help="Random horizontal flip (off for direction-sensitive data).")
+    crop: str | None = option(None, "--crop", panel=DATA, help="Train crop: multiscale | random_resized | center.")
+    jitter: float | None = option(None, "--jitter", panel=DATA, help="Probability of colour jitter.")
+    gray: float | None = option(None, "--gray", panel=DATA, help="Probability of grayscale.")
+    cache_decoded: bool | None = option(
+        None, "--cache-decoded/--no-cache-decoded", panel=DATA,
+        help="Decode every video once and keep the frames in memory (small datasets).")
+    # model
+    model: str | None = option(None, "--model", "-m", panel=MODEL, help="Backbone: b32, b16, l14, tiny (random init).")
+    variant: str | None = option(None, "--variant", panel=MODEL, help="clip (mean pooling), actionclip, xclip.")
+    mbgf: bool = option(True, "--mbgf/--no-mbgf", panel=MODEL, help="Multi-Branch Gated Fusion.")
+    frames: int | None = option(None, "--frames", panel=MODEL, help="Frames per clip.")
+    input_size: int | None = option(None, "--input-size", panel=MODEL, help="Frame size in pixels.",
+                                    none="the backbone's")
+    pretrained: str | None = option(
+        None, "--pretrained", panel=MODEL,
+        help="CLIP weights: a name (ViT-B/16) or file (default: the backbone's; tiny has none).")
+    init: str | None = option(None, "--init", panel=MODEL, path=True,
+                              help="Start from an mbgf checkpoint (e.g. K400 -> UCF101 transfer).")
+    freeze_text: bool | None = option(None, "--freeze-text/--train-text", panel=MODEL,
+                                      help="Freeze the text encoder (class features cached).")
+    prompts: str | None = option(
+        None, "--prompts", panel=MODEL,
+        help="Templates per class: all (one drawn per video in training, averaged at test) or one.")
+    grad_checkpointing: bool = option(False, "--grad-checkpointing", panel=MODEL,
+                                      help="Recompute activations in the backward pass (less memory).")
+    # optimisation
+    epochs: int | None = option(None, "--epochs", panel=OPTIM, help="Passes over the train list.")
+    warmup_epochs: float | None = option(None, "--warmup-epochs", panel=OPTIM,
+                                         help="Epochs of linear warm-up before the cosine decay.")
+    lr: float | None = option(None, "--lr", panel=OPTIM, help="Peak learning rate of the CLIP weights.")
+    new_lr_mult: float | None = option(None, "--new-lr-mult", panel=OPTIM,
+                                       help="Learning-rate factor of new modules (heads, X-CLIP parts, MBGF).")
+    min_lr_ratio: float | None = option(None, "--min-lr-ratio", panel=OPTIM, help="Cosine end as a fraction of --lr.")
+    weight_decay: float | None = option(None, "--weight-decay", "--wd", panel=OPTIM,
+                                        help="AdamW weight decay (none on norms, biases, embeddings).")
+    batch_size: int | None = option(None, "--batch-size", "-b", panel=OPTIM,
+                                    help="Clips per process per forward pass.")
+    total_batch: int | None = option(
+        None, "--total-batch", panel=OPTIM,
+        help="Clips per optimiser step over all processes (gradient accumulation makes up the rest).")
+    clip_grad: float | None = option(None, "--clip-grad", panel=OPTIM, help="Clip the gradient norm (0: off).",
+                                     none="off")
+    amp: str = option("auto", "--amp", panel=OPTIM,
+                      help="Mixed precision: bf16, fp16 (with a grad scaler), off; auto: bf16 where the device "
+                           "computes it natively, else off.")
+    label_smoothing: float | None = option(None, "--label-smoothing", panel=OPTIM,
+                                           help="Label smoothing of the cross-entropy.")
+    loss: str = option("ce", "--loss", panel=OPTIM, help="ce, or ce+kl (adds ActionCLIP's in-batch KL loss).")
+    mixup: float | None = option(None, "--mixup", panel=OPTIM, help="Mixup alpha (0: off).")
+    cutmix: float | None = option(None, "--cutmix", panel=OPTIM, help="Cutmix alpha (0: off).")
+    mixup_switch_prob: float = 0.5  # of a batch mixed, the chance it is cutmix (both on)
+    seed: int = option(0, "--seed", panel=OPTIM, help="Makes the run repeatable.")
+    # run
+    out: str | None = option(None, "--output", "-o", "--out", path=True,
+                             help="Output folder (default runs/<dataset>-<model>-<variant>[-mbgf]).")
+    resume: str | None = option(None, "--resume", path=True, help="Continue a run exactly from its last/ checkpoint.")
+    eval_every: int = option(1, "--eval-every", help="Validate every N epochs.")
+    device: str | None = option(None, "--device", help="cpu or cuda (default: cuda when available).")
+    plot: bool = option(True, "--plot/--no-plot", help="Write training_curve.png.")
+    # hooks for tests (hidden options)
+    inject_nan_at_step: int | None = option(None, "--inject-nan-at-step", hidden=True)  # a NaN loss at this step
+    stop_at_step: int | None = option(None, "--stop-at-step", hidden=True)  # as if Ctrl-C came after this step
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def flag(name: str) -> str:
+    """A field's option name as messages show it: ``out`` -> ``--output``."""
+    return next(f.metadata["flags"][0].split("/")[0] for f in fields(TrainConfig) if f.name == name)
+
+
+# Options that may change when resuming: they do not change what is computed.
+RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict")
+TEST_HOOKS = ("inject_nan_at_step", "stop_at_step")  # never carried over into a resumed run
+
+
+def check_resume_options(cfg: TrainConfig) -> None:
+    """``--resume`` continues the saved run as it was: refuse options that would change what it computes."""
+    if cfg.out is not None:
+        raise UserError(f"--resume writes into the resumed run's folder; leave out {flag('out')}")
+    changed = [key for key in asdict(cfg) if key not in (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out")
+               and getattr(cfg, key) != getattr(TrainConfig(), key)]
+    if changed:
+        raise UserError(f"--resume continues {cfg.resume} as it was saved, so it takes no "
+                        f"{', '.join(flag(k) for k in changed)} (with --resume only "
+                        f"{', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may be given)")
+
+
+def resumed_config(cfg: TrainConfig, saved: dict, resume_dir: Path) -> TrainConfig:
+    """The saved run's config, with the options a resume may change taken from ``cfg``."""
+    resumed = TrainConfig.from_dict(saved)
+    for key in RESUME_OVERRIDABLE:
+        if getattr(cfg, key) != getattr(TrainConfig(), key):
+            setattr(resumed, key, getattr(cfg, key))
+    for key in TEST_HOOKS:
+        setattr(resumed, key, getattr(cfg, key))
+    resumed.resume, resumed.out = str(resume_dir), str(resume_dir.parent)
+    return resumed
+
+
+def recipe_of(dataset: str | None) -> dict:
+    return presets.get_preset(dataset).recipe if dataset else presets.GENERIC_RECIPE
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill the ``None`` fields from the dataset preset's recipe; check the combination."""
+    values = cfg.to_dict()
+    for key, value in recipe_of(cfg.dataset).items():
+        if values.get(key) is None:
+            values[key] = value
+    cfg = TrainConfig.from_dict(values)
+    if cfg.amp not in ("auto", "bf16", "fp16", "off"):
+        raise UserError(f"--amp must be auto, bf16, fp16 or off, not {cfg.amp!r}")
+    if cfg.loss not in ("ce", "ce+kl"):
+        raise UserError(f"--loss must be 'ce' or 'ce+kl', not {cfg.loss!r}")
+    if cfg.prompts not in ("all", "one"):
+        raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
+    for name in ("epochs", "batch_size", "total_batch", "frames", "input_size"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise UserError(f"{flag(name)} must be at least 1")
+    if cfg.lr <= 0:
+        raise UserError("--lr must be positive")
+    return cfg
+
+
+def default_out_dir(cfg: TrainConfig) -> str:
+    """``runs/<dataset>-<model>-<variant>[-mbgf]``, numbered (-2, -3, ...) when that one holds a run."""
+    recipe = recipe_of(cfg.dataset)
+    model, variant = cfg.model or recipe["model"], cfg.variant or recipe["variant"]
+    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{model}-{variant}{'-mbgf' if cfg.mbgf else ''}"
+    candidate, number = base, 1
+    while Path(candidate).exists() and any(Path(candidate).iterdir()):
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
