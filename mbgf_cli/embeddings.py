@@ -227,19 +227,25 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
     remaining = {k: batch_shard.count(k) for k in pending}
     dataset = predictor.files(inputs.videos, views, cfg.decoder, cfg.strict)
     vectors, failed, written = {}, {}, 0
-    with progress(transient=True) as bar:
-        stream = predictor.stream(dataset, batches, cfg.workers, bar, "embed")
-        for (batch, indices, failures), k in zip(stream, batch_shard, strict=True):
-            failed.update(failures)
-            if batch is not None:
-                vectors.update(zip(indices, embed_views(predictor.model, batch, predictor.autocast).cpu(), strict=True))
-            remaining[k] -= 1
-            if remaining[k] == 0:
-                _write_shard(parts, k, digest, range(k * shard_size, min(total, (k + 1) * shard_size)), inputs.videos,
-                             vectors, failed, predictor.model.clip_config.embed_dim)
-                written += 1
-                if cfg.stop_after_shards is not None and written >= cfg.stop_after_shards:
-                    raise KeyboardInterrupt
+    try:
+        with progress(transient=True) as bar:
+            stream = predictor.stream(dataset, batches, cfg.workers, bar, "embed")
+            for (batch, indices, failures), k in zip(stream, batch_shard, strict=True):
+                failed.update(failures)
+                if batch is not None:
+                    vectors.update(zip(indices, embed_views(predictor.model, batch, predictor.autocast).cpu(),
+                                       strict=True))
+                remaining[k] -= 1
+                if remaining[k] == 0:
+                    _write_shard(parts, k, digest, range(k * shard_size, min(total, (k + 1) * shard_size)),
+                                 inputs.videos, vectors, failed, predictor.model.clip_config.embed_dim)
+                    written += 1
+                    if cfg.stop_after_shards is not None and written >= cfg.stop_after_shards:
+                        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        err_console.print(f"{len(done) + written} of {shards} shards are done in {parts}; the same command resumes "
+                          "from there", highlight=False)
+        raise
 
     # ---- merge
     videos, rows, skipped = [], [], []
