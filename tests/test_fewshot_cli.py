@@ -127,3 +127,46 @@ def test_synthetic_without_a_starting_model_says_how_to_make_one(setup, tmp_path
     err = " ".join(capsys.readouterr().err.split())
     assert "runs/synthetic-tiny-clip-mbgf/best: no starting model" in err
     assert "run `mbgf train --dataset synthetic` first" in err
+
+
+def test_no_dataset_runs_the_embedded_demonstration_and_trains_its_starting_model_once(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """`mbgf fewshot --shots ...` alone: class set b from the cache, starting from the set-a model, which is
+    trained into the cache first when there is none (here at toy size: few small videos, one epoch)."""
+    from mbgf_cli import presets
+
+    monkeypatch.chdir(tmp_path)  # no runs/synthetic-tiny-clip-mbgf/ here
+    monkeypatch.setenv("MBGF_CACHE", str(tmp_path / "cache"))
+    toy = dict(videos_per_class=3, frames=8, size=48, val_fraction=0.34, workers=1, show_progress=False)
+    for key, value in toy.items():
+        monkeypatch.setitem(presets.SYNTHETIC_GENERATION, key, value)
+    monkeypatch.setitem(presets.SYNTHETIC_B_GENERATION, "videos_per_class", 3)
+    for recipe in (presets.SYNTHETIC_RECIPE, presets.SYNTHETIC_FEWSHOT_RECIPE):
+        monkeypatch.setitem(recipe, "epochs", 1)
+    monkeypatch.setitem(presets.SYNTHETIC_RECIPE, "frames", 4)
+    monkeypatch.setitem(presets.SYNTHETIC_RECIPE, "cache_decoded", False)  # a decoding pool costs more here
+
+    capsys.readouterr()
+    assert run_mbgf("fewshot", "--shots", 1, "--variants", "clip+mbgf", "--json") == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    start = presets.synthetic_start_dir()
+    assert "no starting model in the cache: training it first on class set a" in " ".join(captured.err.split())
+    assert (start / "summary.json").is_file() and (start / "best" / "model.safetensors").is_file()
+    report = json.loads(captured.out)
+    assert report["output"] == "runs/fewshot-synthetic" and str(start / "best") in report["start"]
+    [run] = report["runs"]
+    assert (run["variant"], run["shots"], run["videos"]) == ("clip+mbgf", 1, 12)  # set b's val list: 12 x 1
+    set_b = presets.synthetic_dir(presets.SYNTHETIC_B_GENERATION)
+    assert set((tmp_path / "runs/fewshot-synthetic/splits/K1_seed0.txt").read_text().splitlines()) <= set(
+        (set_b / "train.txt").read_text().splitlines())
+    mbgf_run, _ = checkpoint.load_checkpoint(tmp_path / "runs/fewshot-synthetic/runs/clip+mbgf_K1_seed0/last")
+    assert mbgf_run.config.frames == 4  # the starting model's
+
+    # Again: the starting model is in the cache and every run is read back; nothing trains.
+    def no_training(cfg):
+        raise AssertionError(f"trained {cfg.out or cfg.resume} again")
+
+    monkeypatch.setattr(training, "train", no_training)
+    assert run_mbgf("fewshot", "--shots", 1, "--variants", "clip+mbgf", "--json") == 0
+    again = capsys.readouterr()
+    assert "training it first" not in again.err and json.loads(again.out)["runs"] == report["runs"]
