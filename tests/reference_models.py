@@ -1,13 +1,15 @@
 """From-scratch reference computations of the published forward passes, and random tiny weights in the
 published key layouts.
 
-Everything here reads the *foreign* state dicts directly (OpenAI / ActionCLIP / X-CLIP key names) and
-computes with plain tensor operations: attention is written out (q k^T, softmax, v), layer norms
-are written out, nothing comes from ``clip/`` or ``fusion/``. The math follows the published code of
-OpenAI CLIP, sallymmx/ActionCLIP (``modules/Visual_Prompt.py`` "Transf", ``test.py``) and
-microsoft/VideoX X-CLIP (``models/xclip.py``, ``cct.py``, ``mit.py``, ``prompt.py``), so that a
-converted mbgf model can be checked against what the original code computes with the same weights.
-All computation is fp32 (fp16 weights are upcast, as a CPU run of the original code does).
+Everything here reads the *foreign* state dicts directly (OpenAI / ActionCLIP / X-CLIP / ViFi-CLIP /
+mmaction2 key names) and computes with plain tensor operations: attention is written out (q k^T,
+softmax, v), layer norms are written out, nothing comes from ``clip/`` or ``fusion/``. The math follows
+the published code of OpenAI CLIP, sallymmx/ActionCLIP (``modules/Visual_Prompt.py`` "Transf",
+``test.py``), microsoft/VideoX X-CLIP (``models/xclip.py``, ``cct.py``, ``mit.py``, ``prompt.py``),
+muzairkhattak/ViFi-CLIP (``trainers/vificlip.py``) and open-mmlab/mmaction2 ``projects/actionclip``
+(``models/actionclip.py``, ``adapter.py``), so that a converted mbgf model can be checked against what
+the original code computes with the same weights. All computation is fp32 (fp16 weights are upcast,
+as a CPU run of the original code does).
 """
 
 from __future__ import annotations
@@ -248,6 +250,49 @@ def xclip_logits(sd, clips, tokens, with_messages=True):
 
 
 # --------------------------------------------------------------------------------------------------
+# ViFi-CLIP (muzairkhattak/ViFi-CLIP)
+# --------------------------------------------------------------------------------------------------
+
+
+def under(sd, prefix, new_prefix=""):
+    """The entries of ``sd`` under ``prefix``, with ``new_prefix`` in its place (a view of a sub-module)."""
+    return {new_prefix + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def vificlip_logits(model_sd, token_embedding, clips, tokens):
+    """trainers/vificlip.py ViFiCLIP.forward on ``model.state_dict()`` (DistributedDataParallel's
+    ``module.`` prefix): CLIP's image encoder on every frame (``module.image_encoder.*``), frame features
+    averaged over T; the text encoder (``module.text_encoder.*``) on the prompts embedded with the
+    original CLIP's ``token_embedding`` (the table the file does not hold); logit_scale.exp() x cosine."""
+    b, t = clips.shape[:2]
+    visual = under(model_sd, "module.image_encoder.", "visual.")
+    video = clip_image(visual, clips.flatten(0, 1)).view(b, t, -1).mean(1)
+    text_sd = under(model_sd, "module.text_encoder.")
+    text_sd["token_embedding.weight"] = token_embedding
+    text = clip_text(text_sd, tokens)
+    return model_sd["module.logit_scale"].float().exp() * normalize(video) @ normalize(text).t()
+
+
+# --------------------------------------------------------------------------------------------------
+# mmaction2's ActionCLIP (open-mmlab/mmaction2 projects/actionclip)
+# --------------------------------------------------------------------------------------------------
+
+MMACTION2_ADAPTER_EPS = 1e-5  # the adapter is OpenAI's clip.model.Transformer: nn.LayerNorm's default eps
+
+
+def mmaction2_video_embedding(sd, clips, eps=MMACTION2_ADAPTER_EPS):
+    """ActionClip.encode_video on ``state_dict`` (``clip.*``, ``adapter.*``): CLIP's frame embeddings
+    through TransformerAdapter (x + pos(arange(T)), blocks, + x, mean over T)."""
+    return actionclip_video_embedding(under(sd, "clip."), under(sd, "adapter."), clips, eps)
+
+
+def mmaction2_test_scores(sd, clips, template_tokens, eps=MMACTION2_ADAPTER_EPS):
+    """ActionClip.forward(mode="predict"), one view: 100 x cosine against the prompts (tokenised
+    template-major, as text_prompt does), softmax over classes, mean over templates -> [B, K]."""
+    return actionclip_test_scores(under(sd, "clip."), under(sd, "adapter."), clips, template_tokens, eps)
+
+
+# --------------------------------------------------------------------------------------------------
 # Random tiny weights with the published key names
 # --------------------------------------------------------------------------------------------------
 
@@ -440,3 +485,30 @@ def openai_archive_state_dict(dims: TinyDims = TinyDims(), seed: int = 0) -> dic
     sd["context_length"] = torch.tensor(dims.context)
     sd["vocab_size"] = torch.tensor(dims.vocab)
     return sd
+
+
+def random_vificlip_model_state(dims: TinyDims = TinyDims(), seed: int = 30, class_tokens=None):
+    """ViFi-CLIP's ``model.state_dict()`` under DistributedDataParallel, and the original CLIP it was
+    fine-tuned from (OpenAI's archive content: fp16, with the integer entries). The fine-tuned weights
+    differ from the original's everywhere, except the token embedding, which ViFi-CLIP does not hold: it
+    embedded ``class_tokens`` [K, 77] with it once (``prompt_learner.complete_text_embeddings``)."""
+    original = openai_archive_state_dict(dims, seed)
+    tuned = random_clip_state_dict(dims, seed + 1)
+    table = original["token_embedding.weight"]
+    sd = {f"module.image_encoder.{k[len('visual.'):]}": v for k, v in tuned.items() if k.startswith("visual.")}
+    for k, v in tuned.items():
+        if k.startswith(("transformer.", "ln_final.")) or k in ("positional_embedding", "text_projection"):
+            sd[f"module.text_encoder.{k}"] = v
+    sd["module.logit_scale"] = tuned["logit_scale"]
+    tokens = class_tokens if class_tokens is not None else random_tokens(4, dims, seed=seed)
+    sd["module.prompt_learner.complete_text_embeddings"] = table[tokens].float()  # model.float() after building
+    return sd, original
+
+
+def random_mmaction2_state_dict(dims: TinyDims = TinyDims(), frames: int = 8, seed: int = 40,
+                                embedding_std: float = 1.0, position_std: float = 0.02) -> dict:
+    """ActionClip's ``state_dict()`` (mmaction2): CLIP (OpenAI's names, no integer entries) under
+    ``clip.``, the TransformerAdapter under ``adapter.`` with a T-row frame position table."""
+    clip_sd = random_clip_state_dict(dims, seed, embedding_std=embedding_std)
+    head = random_actionclip_head(dims, seed + 1, position_rows=frames, position_std=position_std)
+    return {**{f"clip.{k}": v for k, v in clip_sd.items()}, **{f"adapter.{k}": v for k, v in head.items()}}
