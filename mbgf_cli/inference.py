@@ -341,6 +341,11 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Loader processes when ``--workers`` is not given (eval, predict, embed)."""
     return min(4, torch.get_num_threads())
@@ -648,6 +653,11 @@ class Predictor:
         workers = default_workers() if workers is None else workers
         task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
         skipped = 0
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and workers > 0:
+            # The loader's processes decode on the same cores: intra-op threads that wait for a busy core
+            # cost more than they give, so the model takes the cores the decoders leave (at least one).
+            torch.set_num_threads(max(1, min(threads, available_cpus() - workers)))
         try:
             for views, indices, failures in iterate_batches(dataset, batches, workers):
                 yield (None if views is None else views.to(self.device, non_blocking=True)), indices, failures
@@ -655,6 +665,7 @@ class Predictor:
                     skipped += len(failures)
                     bar.update(task, advance=len(indices) + len(failures), info=f"{skipped} skipped" if skipped else "")
         finally:
+            torch.set_num_threads(threads)
             if task is not None:
                 bar.remove_task(task)
 
