@@ -374,3 +374,8 @@ def test_convert_command_errors_are_one_line(mismatched_xclip, tmp_path, capsys)
     assert "1 missing weight(s) left at initialisation: prompts_generator.decoder.1.norm3.bias" in run.output
     assert "1 unexpected weight(s) not loaded: prompts_generator.extra_gate" in run.output
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_converting_an_mbgf_checkpoint_says_so(converted):
+    with pytest.raises(UserError, match="already an mbgf checkpoint"):
+        interop.convert(converted["openai directory"])

@@ -103,6 +103,8 @@ def read_foreign(source, format: str = "auto", frames: int | None = None, pretra
         if format not in ("auto", huggingface.NAME):
             raise UserError(f"{path}: not in the {format} format (found: a Hugging Face model directory)")
         return huggingface.read_directory(directory)
+    if is_mbgf_checkpoint(path):
+        raise UserError(f"{path}: already an mbgf checkpoint (nothing to convert)")
     if path.is_dir():
         entries = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "empty"
         raise unknown_format(path, f"a directory without config.json or an mbgf model.safetensors: {entries}")
