@@ -2,8 +2,9 @@
 
 ``--amp auto`` runs in bf16 where the device multiplies bf16 matrices natively and in full precision
 elsewhere: CUDA GPUs with native bf16 (Ampere and later), CPUs with AMX-BF16 or AVX-512 BF16 units
-(where oneDNN's bf16 kernels beat fp32 ones); older CPUs emulate bf16 and would only slow down.
-``choose_amp`` also says why, for the run's header.
+(where oneDNN's bf16 kernels beat fp32 ones); older CPUs emulate bf16 and would only slow down. On a
+CPU the tiny backbone stays in fp32 even so: its matrices are too small for the bf16 kernels to win
+back the casts around them. ``choose_amp`` also says why, for the run's header.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+SMALL_MODELS = ("tiny",)  # backbones slower in bf16 than in fp32 on a CPU (benchmarks/train_step.py, inference.py)
 
 
 def cpu_bf16_units() -> str | None:
@@ -40,9 +42,10 @@ def cuda_native_bf16(device: torch.device) -> bool:
     return major >= 8
 
 
-def choose_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """``--amp`` on ``device`` as (autocast dtype or ``None`` for full precision, the reason in words),
-    e.g. ``(torch.bfloat16, "bf16 (CPU has AVX-512 BF16)")``."""
+def choose_amp(amp: str, device: torch.device, model: str | None = None) -> tuple[torch.dtype | None, str]:
+    """``--amp`` on ``device`` for the backbone ``model`` (b16, tiny, ...; None: not known) as (autocast
+    dtype or ``None`` for full precision, the reason in words), e.g.
+    ``(torch.bfloat16, "bf16 (CPU has AVX-512 BF16)")``."""
     if amp not in AMP_CHOICES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_CHOICES)}, not {amp!r}")
     if amp == "off":
@@ -58,6 +61,8 @@ def choose_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]
         return None, "fp32 (GPU without native bf16; --amp fp16 to force half precision)"
     if device.type == "cpu":
         units = cpu_bf16_units()
+        if units and model in SMALL_MODELS:
+            return None, f"fp32 (CPU has {units}, but the {model} model runs faster in fp32)"
         if units:
             return torch.bfloat16, f"bf16 (CPU has {units})"
         return None, "fp32 (CPU without AMX or AVX-512 BF16: bf16 would be emulated, slower)"
@@ -65,7 +70,10 @@ def choose_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """``--amp`` as an autocast dtype, or ``None`` for full precision (see :func:`choose_amp`)."""
+    """The rule before ``choose_amp`` (auto: bf16 on GPUs that have it, fp32 on every CPU), kept for the
+    callers that do not pass the model yet; they move to ``choose_amp`` and this goes."""
+    if amp == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" and cuda_native_bf16(torch.device(device)) else None
     return choose_amp(amp, device)[0]
 
 
