@@ -6,7 +6,7 @@ rebuild functions and refuses the whole file when it meets any other class, e.g.
 ``CfgNode`` that X-CLIP stores beside its weights. This module reads such files anyway:
 
 - :class:`Unpickler` resolves only an allowlist (torch's tensor rebuild functions, storages, dtypes,
-  ``OrderedDict``, sets, numpy arrays of plain numbers ...). Any other ``module.name`` becomes a
+  ``OrderedDict``, sets, numpy arrays ...). Any other ``module.name`` becomes a
   placeholder class, and nothing is ever imported. Creating an instance of it the way pickle recreates
   plain objects (``NEWOBJ``, or ``copyreg._reconstructor`` over ``object``/``dict``/``list`` in protocols
   0 and 1: no code of the class runs) gives an :class:`Opaque` object that records the class name and
