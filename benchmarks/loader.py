@@ -41,33 +41,44 @@ from mbgf_cli.data.sampling import FrameSampler  # noqa: E402
 from mbgf_cli.data.sources import open_source  # noqa: E402
 
 
-def kinetics_like(folder: Path, videos: int, seconds: float, seed: int = 0) -> Path:
+def kinetics_like(folder: Path, videos: int, seconds: float, seed: int = 0, workers: int = 1) -> Path:
     """Videos like resized Kinetics clips: 340x256, 25 fps, H.264 with B-frames and one keyframe per
-    250 frames (ffmpeg's defaults), textured moving content so the encoder has real work."""
-    rng = np.random.default_rng(seed)
+    250 frames (ffmpeg's defaults), textured moving content so the encoder has real work. ``workers``
+    processes encode in parallel; a video already there is kept."""
     (folder / "videos").mkdir(parents=True, exist_ok=True)
-    lines = []
+    jobs = [(folder / "videos" / f"v{k:03d}.mp4", seconds, seed * 100_003 + k) for k in range(videos)]
+    todo = [job for job in jobs if not job[0].is_file()]
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_write_kinetics_like, todo))
+    else:
+        for job in todo:
+            _write_kinetics_like(job)
+    (folder / "list.txt").write_text("".join(f"{path.name} {k % 4}\n" for k, (path, _, _) in enumerate(jobs)))
+    return folder
+
+
+def _write_kinetics_like(job) -> None:
+    path, seconds, seed = job
+    rng = np.random.default_rng(seed)
     h, w, fps = 256, 340, 25
     ys, xs = np.mgrid[0:h, 0:w]
-    for k in range(videos):
-        path = folder / "videos" / f"v{k:03d}.mp4"
-        lines.append(f"{path.name} {k % 4}\n")
-        if path.is_file():
-            continue
-        base = rng.integers(0, 255, size=(h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)[:h, :w]
-        with av.open(str(path), "w") as c:
-            s = c.add_stream("libx264", rate=fps)
-            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-            s.options = {"preset": "veryfast", "bf": "3", "g": "250", "crf": "23"}
-            for t in range(int(seconds * fps)):
-                frame = np.roll(base, (t * 3, t * 2), axis=(0, 1)).copy()
-                frame[(ys - 128 - 60 * np.sin(t / 9)) ** 2 + (xs - 170 - 90 * np.cos(t / 7)) ** 2 < 900] = 255
-                for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    c.mux(p)
-            for p in s.encode():
+    base = rng.integers(0, 255, size=(h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)[:h, :w]
+    partial = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(partial), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "veryfast", "bf": "3", "g": "250", "crf": "23"}
+        for t in range(max(1, int(seconds * fps))):
+            frame = np.roll(base, (t * 3, t * 2), axis=(0, 1)).copy()
+            frame[(ys - 128 - 60 * np.sin(t / 9)) ** 2 + (xs - 170 - 90 * np.cos(t / 7)) ** 2 < 900] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 c.mux(p)
-    (folder / "list.txt").write_text("".join(lines))
-    return folder
+        for p in s.encode():
+            c.mux(p)
+    os.replace(partial, path)
 
 
 def raw_decode(root: Path, list_file: Path, num_classes: int, frames: int, clips: int, seed: int) -> float:
