@@ -31,6 +31,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import fsync_directory
 
 MODEL_FILE = "model.safetensors"
 STATE_TENSORS_FILE = "train_state.safetensors"
@@ -72,7 +73,7 @@ def save_checkpoint(directory, model: torch.nn.Module, meta: dict, train_state: 
             writing = directory / STATE_JSON_FILE
             _write_file(staging / STATE_JSON_FILE, json.dumps(described, indent=1).encode())
         writing = directory
-        _fsync_directory(staging)
+        fsync_directory(staging)
         _replace_directory(staging, directory)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -220,16 +221,6 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_directory(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -261,7 +252,7 @@ def _replace_directory(staging: Path, target: Path) -> None:
             shutil.rmtree(previous, ignore_errors=True)
     else:
         os.rename(staging, target)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
