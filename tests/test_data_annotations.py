@@ -121,3 +121,52 @@ def test_write_video_list_round_trip_and_refuses_unlistable_paths(tmp_path):
 def test_check_relative_normalises():
     assert check_relative("./a//b/c.mp4", "x") == "a/b/c.mp4"
     assert check_relative("a\\b.mp4", "x") == "a/b.mp4"
+
+
+def test_duplicate_list_lines_are_kept_once_with_one_warning(tmp_path, capsys):
+    # Issue 15, item 11: a repeated line was counted twice (trained on twice as often, counted twice in accuracy).
+    from mbgf_cli.data.annotations import read_video_list_entries
+
+    path = write(tmp_path, "train.txt", "a.mp4 0\nb.mp4 1\n./a.mp4 0\nc.mp4 1\nb.mp4 1\nb.mp4 1\n")
+    entries = read_video_list_entries(path, 2)
+    assert [(e.path, e.label, e.line) for e in entries] == [("a.mp4", 0, 1), ("b.mp4", 1, 2), ("c.mp4", 1, 4)]
+    warning = " ".join(capsys.readouterr().err.split())
+    assert warning.count("warning") == 1 and "3 duplicate lines ignored" in warning
+    assert f"{path}:3 repeats line 1" in warning and f"{path}:5 repeats line 2" in warning
+    assert f"{path}:6 repeats line 2" in warning
+
+
+def test_a_video_listed_with_two_labels_is_an_error(tmp_path):
+    path = write(tmp_path, "val.txt", "a.mp4 0\nb.mp4 1\na.mp4 1\n")
+    with pytest.raises(UserError) as e:
+        read_video_list(path, 2)
+    assert f"{path}:3: a.mp4 has label 1 here and 0 on line 1" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["x\ny.mp4", "x\ry.mp4", "x\u2028y.mp4", "x\x85y.mp4", " lead.mp4", ""])
+def test_write_video_list_refuses_names_that_do_not_read_back(tmp_path, name):
+    with pytest.raises(UserError) as e:
+        write_video_list(tmp_path / "l.txt", [("fine.mp4", 0), (name, 1)])
+    assert repr(name) in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a part
+
+
+def test_write_video_list_is_atomic_and_leaves_unchanged_files_alone(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "l.txt"
+    write_video_list(path, [("a.mp4", 0)])
+    stamp = path.stat().st_mtime_ns
+    write_video_list(path, [("a.mp4", 0)])
+    assert path.stat().st_mtime_ns == stamp
+    # A write that fails half-way leaves the previous list whole and no temporary file.
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(UserError, match="no space left"):
+        write_video_list(path, [("b.mp4", 1), ("c.mp4", 0)])
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert path.read_text() == "a.mp4 0\n" and [p.name for p in tmp_path.iterdir()] == ["l.txt"]

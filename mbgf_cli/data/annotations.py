@@ -4,8 +4,12 @@ labels.csv      ``id,name`` with a header line; ids 0..K-1, each once; names non
 train.txt etc.  one video per line, ``relative/path.mp4 <label>``. The label is the last
                 whitespace-separated field, so paths may contain spaces. Blank lines and lines
                 starting with ``#`` are skipped. Paths are relative to the videos folder (or archive).
+                A video listed twice with the same label is kept once (one warning names the
+                repeated lines); with two different labels it is an error.
 
-Every problem is a ``UserError`` naming ``file:line``.
+Every problem is a ``UserError`` naming ``file:line``. ``write_labels`` and ``write_video_list`` are
+the package's writers of these files: atomic (``mbgf_cli.fileio``), and an unchanged file is not
+rewritten, so re-running a command that writes them leaves them as they were.
 """
 
 import csv
@@ -13,7 +17,9 @@ import io
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from mbgf_cli.console import err_console
 from mbgf_cli.errors import UserError, at
+from mbgf_cli.fileio import atomic_write_text
 
 
 class ListEntry(NamedTuple):
@@ -103,6 +109,8 @@ def read_video_list_entries(path, num_classes: int) -> list[ListEntry]:
     """Like ``read_video_list`` but each entry keeps its line number (for messages)."""
     text = _read_text(path)
     entries = []
+    first_line: dict[str, ListEntry] = {}  # path -> its first entry
+    repeats: list[str] = []
     for line, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
@@ -119,9 +127,21 @@ def read_video_list_entries(path, num_classes: int) -> list[ListEntry]:
             ) from None
         if not 0 <= label < num_classes:
             raise UserError(f"{at(path, line)}: label {label} out of range 0..{num_classes - 1} ({num_classes} classes)")
-        entries.append(ListEntry(check_relative(video, at(path, line)), label, line))
+        entry = ListEntry(check_relative(video, at(path, line)), label, line)
+        first = first_line.get(entry.path)
+        if first is None:
+            first_line[entry.path] = entry
+            entries.append(entry)
+        elif first.label != label:
+            raise UserError(f"{at(path, line)}: {entry.path} has label {label} here and {first.label} on line {first.line}")
+        else:
+            repeats.append(f"{at(path, line)} repeats line {first.line}")
     if not entries:
         raise UserError(f"{path}: no videos listed (expected lines 'relative/path.mp4 <label>')")
+    if repeats:
+        # Counted once: a repeated line would weigh a video twice in training and in the accuracy.
+        err_console.print(f"[yellow]warning:[/yellow] {len(repeats)} duplicate line{'s' if len(repeats) > 1 else ''} "
+                          f"ignored: {_short_list(repeats, 5)}", highlight=False, soft_wrap=True)
     return entries
 
 
@@ -131,13 +151,22 @@ def read_video_list(path, num_classes: int) -> list[tuple[str, int]]:
 
 
 def write_video_list(path, entries) -> None:
-    """Write ``path label`` lines (entries: ``(path, label)`` pairs). Unchanged files are not rewritten."""
+    """Write ``path label`` lines (entries: ``(path, label)`` pairs), atomically; an unchanged file is
+    not rewritten. Every path is checked before anything is written: one that would not read back as
+    itself (a line break, spaces at either end, empty) is refused, naming it."""
     lines = []
     for video, label in entries:
-        if "\n" in video or video != video.strip():
-            raise UserError(f"{video!r}: a listed path cannot start or end with spaces or hold a line break")
+        check_listable(video, path)
         lines.append(f"{video} {int(label)}\n")
     _write_if_changed(path, "".join(lines))
+
+
+def check_listable(video: str, where) -> None:
+    """Refuse a path that a list cannot hold: it must read back as itself from one line."""
+    # str.splitlines breaks at \r, \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029 as well as \n.
+    if not video or video.splitlines() != [video] or video != video.strip():
+        raise UserError(f"{where}: {video!r} cannot be listed: a listed path holds no line break, is not empty "
+                        f"and has no spaces at either end (rename the file)")
 
 
 def missing_entries_message(list_path, missing: list[ListEntry], where: str, limit: int = 5) -> str:
@@ -155,8 +184,9 @@ def _short_list(values, limit: int = 8) -> str:
 def _write_if_changed(path, text: str) -> None:
     # Re-running prepare-data must leave identical files untouched (same bytes, same mtime).
     path = Path(path)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+            return
+    except OSError:
+        pass
+    atomic_write_text(path, text)
