@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from videos import write_dataset, write_video
+from videos import write_dataset, write_truncated_tar, write_video
 
 from mbgf_cli.data import VideoDataset, open_source
 from mbgf_cli.data.sources import FolderSource, TarSource, ZipSource
@@ -113,3 +113,20 @@ def test_dataset_from_archive_equals_dataset_from_folder(tmp_path, archive):
     for i in range(len(a)):
         assert torch.equal(a[i][0], b[i][0]) and a[i][1:] == b[i][1:]
     assert b.failures() == []
+
+
+@pytest.mark.parametrize("keep", [0.03, 0.5, 0.8])
+def test_truncated_tar_is_called_truncated(tmp_path, folder, keep):
+    # Issue 15, item 10: a tar cut off by an interrupted copy was called "compressed".
+    path = write_truncated_tar(tmp_path / "videos.tar", folder, keep=keep)
+    with pytest.raises(UserError) as e:
+        TarSource(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: ") and "truncated" in message and "compressed" not in message
+
+
+def test_a_file_that_is_no_tar_is_called_so(tmp_path):
+    path = tmp_path / "videos.tar"
+    path.write_bytes(b"<html>not found</html>\n" * 50)
+    with pytest.raises(UserError, match="not a tar archive"):
+        TarSource(path)

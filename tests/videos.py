@@ -11,9 +11,10 @@ By default frame ``t`` is a flat grey of level ``frame_level(t, num_frames)`` (e
 ``frames=`` to write your own uint8 ``[T, H, W, 3]`` array instead. Encoding is H.264 (yuv420p, no
 B-frames, a keyframe every ``gop`` frames): what every decoder reads and seeks frame-accurately.
 
-``write_truncated``, ``write_text_as_video`` and ``write_empty`` make the broken files a real dataset
-has (a cut-off download, an HTML error page saved as .mp4, a zero-byte file). ``write_dataset``
-writes a whole tiny dataset in the seed layout.
+``write_truncated``, ``write_text_as_video``, ``write_empty`` and ``write_image_as_video`` make the
+broken files a real dataset has (a cut-off download, an HTML error page saved as .mp4, a zero-byte
+file, a still image renamed .mp4); ``write_truncated_tar`` an archive cut off in a member.
+``write_dataset`` writes a whole tiny dataset in the seed layout.
 
 Sizes: keep videos tiny (32x32 .. 64x64, 8-16 frames). decord 0.6 fails on some narrow frame sizes
 (32 high x 48 wide); multiples of 32 in width are safe.
@@ -91,6 +92,39 @@ def write_empty(path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
+    return path
+
+
+def write_image_as_video(path, size=(32, 32)) -> Path:
+    """A PNG image (written by FFmpeg's PNG encoder) under a video's name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    image = np.zeros((h, w, 3), dtype=np.uint8)
+    image[: h // 2] = 200
+    with av.open(str(path), "w", format="image2", options={"update": "1"}) as container:
+        stream = container.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = w, h, "rgb24"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_truncated_tar(path, folder, keep: float = 0.5) -> Path:
+    """``tar cf`` of every file under ``folder`` (member names relative to it), cut off after ``keep``
+    of its members' bytes (not counting the zero padding at its end): an interrupted copy or download."""
+    import tarfile
+
+    path = Path(path)
+    with tarfile.open(path, "w") as tar:
+        for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            tar.add(f, arcname=f.relative_to(folder).as_posix())
+    with tarfile.open(path) as tar:
+        end = max(m.offset_data + m.size for m in tar)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(end * keep)])
     return path
 
 

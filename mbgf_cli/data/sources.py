@@ -11,7 +11,8 @@ work).
 
 Archive members are indexed once (name -> byte offset, size) and read with one seek and one read,
 so a DataLoader worker reads a video from a 100 GB tar as fast as from a folder. Members with an
-absolute path or '..' are refused. Compressed tars cannot be read by offset and are refused; zip
+absolute path or '..' are refused. Compressed tars cannot be read by offset and are refused, and so
+is a truncated tar (a member cut off, or no end-of-archive blocks), naming what is wrong; zip
 members should be stored (``zip -0``); deflated ones are still read, through ``zipfile``, more slowly.
 """
 
@@ -111,17 +112,48 @@ class TarSource(_ArchiveSource):
 
     def __init__(self, path):
         super().__init__(path)
+        with open(self.path, "rb") as f:
+            head = f.read(512)
+        size = self.path.stat().st_size
+        compression = next((name for magic, name in _COMPRESSED if head.startswith(magic)), None)
+        if compression is not None:
+            raise UserError(
+                f"{self.path}: a {compression}-compressed tar, which cannot be read in place; write an "
+                f"uncompressed one with 'tar cf' (or 'mbgf prepare-data ... --pack tar')"
+            )
         try:
             with tarfile.open(self.path, mode="r:") as tar:
                 for member in tar:
                     if member.isfile():
+                        if member.offset_data + member.size > size:
+                            raise UserError(
+                                f"{self.path}: truncated: member {member.name!r} needs bytes up to "
+                                f"{member.offset_data + member.size}, the file ends at {size} (an interrupted copy?)"
+                            )
                         self._add(member.name, member.offset_data, member.size)
+                end = tar.offset  # where the end-of-archive blocks start
         except tarfile.ReadError as e:
+            if head[257:262] != b"ustar" and not self.members:
+                raise UserError(f"{self.path}: not a tar archive ({e})") from None
             raise UserError(
-                f"{self.path}: not an uncompressed tar ({e}); a compressed tar cannot be read in place, "
-                f"write it with 'tar cf' (or 'mbgf prepare-data ... --pack tar')"
+                f"{self.path}: truncated or damaged after {len(self.members)} readable member(s) ({e}; "
+                f"the file has {size} bytes)"
             ) from None
+        # tarfile stops quietly at a header cut in two; a whole tar ends with zero blocks.
+        with open(self.path, "rb") as f:
+            f.seek(end)
+            tail = f.read(512)
+        if len(tail) < 512 or tail.count(0) != 512:
+            raise UserError(
+                f"{self.path}: truncated or damaged after {len(self.members)} readable member(s): no end-of-archive "
+                f"blocks at byte {end} of {size} (an interrupted copy?)"
+            )
         self._strip_common_videos_prefix()
+
+
+# The first bytes of the compressed formats tar is commonly squeezed with.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+               (b"\x04\x22\x4d\x18", "lz4"))
 
 
 class ZipSource(_ArchiveSource):
@@ -141,7 +173,7 @@ class ZipSource(_ArchiveSource):
                         self._add(info.filename, -1, info.file_size)
                         self.compressed.add(check_relative(info.filename, str(self.path)))
         except zipfile.BadZipFile as e:
-            raise UserError(f"{self.path}: not a zip file ({e})") from None
+            raise UserError(f"{self.path}: not a zip file, or a truncated one ({e})") from None
         if self.members and all(n.startswith("videos/") for n in self.members):
             self.compressed = {n[len("videos/") :] for n in self.compressed}
             self._zip_prefix = "videos/"
