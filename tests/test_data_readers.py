@@ -3,7 +3,7 @@
 import av
 import numpy as np
 import pytest
-from videos import frame_index, write_empty, write_text_as_video, write_truncated, write_video
+from videos import frame_index, write_empty, write_image_as_video, write_text_as_video, write_truncated, write_video
 
 from mbgf_cli.data import readers
 from mbgf_cli.data.readers import PyAVVideo, VideoError, open_video, probe, read_frames
@@ -140,3 +140,21 @@ def test_probe_decodes_everything_and_reports_size(tmp_path):
     write_truncated(tmp_path / "cut.mp4")
     with pytest.raises(VideoError):
         probe(FolderSource(tmp_path), "cut.mp4")
+
+
+@pytest.mark.parametrize("decoder", ["auto", "decord", "pyav"])
+def test_a_still_image_named_like_a_video_is_refused(tmp_path, decoder):
+    # Issue 15, item 11: a PNG renamed .mp4 was read as a one-frame video, every clip that frame repeated.
+    write_image_as_video(tmp_path / "photo.mp4")
+    write_video(tmp_path / "single.mp4", num_frames=1)
+    source = FolderSource(tmp_path)
+    for name in ("photo.mp4", "single.mp4"):
+        with pytest.raises(VideoError) as e:
+            read_frames(source, name, lambda n: [0] * 4, decoder)
+        assert e.value.reason in ({"still image"} if decoder != "decord" or name == "single.mp4"
+                                  else {"still image", "cannot open"}), str(e.value)
+        with pytest.raises(VideoError) as e:
+            probe(source, name, decoder)
+        assert e.value.reason in {"still image", "cannot open"}
+    with pytest.raises(VideoError, match=r"still image \(png"):
+        probe(source, "photo.mp4", "auto")

@@ -16,7 +16,8 @@ a duration, a re-muxed file a stale count), so when the count is missing, or rea
 frames fails, the frames are counted by decoding the whole video and the sampling is redone with
 the true count. A video that cannot be opened or that fails to decode before its end is an error
 (``VideoError``, with a short reason that ``--check`` groups by): a truncated download is rejected,
-not silently shortened.
+not silently shortened. So is a still image named like a video (a photo saved as .mp4): FFmpeg
+opens it as a one-frame video, and every clip would be that frame repeated.
 
 Decoders run one thread each: parallelism comes from DataLoader workers, one video per worker.
 """
@@ -82,6 +83,9 @@ class PyAVVideo:
         self._data = data
         with self._open() as container:
             stream = container.streams.video[0]
+            # FFmpeg reads a lone image through an image demuxer ("png_pipe", "jpeg_pipe", "image2").
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise VideoError("still image", f"{stream.codec_context.name} image")
             self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             frames = int(stream.frames or 0)
             if frames <= 0 and stream.duration and stream.time_base and self.fps:
@@ -166,6 +170,8 @@ def read_frames(source, name: str, pick, decoder: str = "auto"):
     data = load_bytes_or_path(source, name)
     video = open_video(data, decoder)
     num_frames = video.num_frames if video.num_frames is not None else _count(data)
+    if num_frames == 1:
+        _refuse_still(_count(data))  # the container's count may be wrong: believe the decoded one
     return _get(video, data, decoder, pick, num_frames)
 
 
@@ -190,6 +196,11 @@ def _count(data) -> int:
     return counted
 
 
+def _refuse_still(num_frames: int) -> None:
+    if num_frames == 1:
+        raise VideoError("still image", "1 frame")
+
+
 def probe(source, name: str, decoder: str = "auto") -> dict:
     """Open and decode every frame of one video (what ``prepare-data --check`` does); raises ``VideoError``.
 
@@ -205,6 +216,7 @@ def probe(source, name: str, decoder: str = "auto") -> dict:
             video.get(range(start, min(num_frames, start + 32)))
     else:
         num_frames = _count(data)
+    _refuse_still(num_frames)
     frames, num_frames = _get(video, data, decoder, lambda n: [0, n - 1], num_frames)
     return {"frames": num_frames, "fps": video.fps, "height": int(frames.shape[1]), "width": int(frames.shape[2])}
 
