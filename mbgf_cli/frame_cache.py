@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 
 from mbgf_cli.data import VideoDataset, VideoError, read_frames
+from mbgf_cli.processes import process_pool
 
 
 def _decode_all(job):
@@ -47,7 +47,7 @@ class CachedVideoDataset(VideoDataset):
         task = bar.add_task(description, total=len(jobs), info="") if bar is not None else None
         results = []
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1), initializer=_ignore_sigint) as pool:
+            with process_pool(min(workers, os.cpu_count() or 1), initializer=_ignore_sigint) as pool:
                 for result in pool.map(_decode_all, jobs, chunksize=16):
                     results.append(result)
                     if task is not None:

@@ -26,7 +26,6 @@ H.264 without B-frames, CAVLC and no deblocking (``tune=fastdecode``), a keyfram
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from mbgf_cli.console import progress
 from mbgf_cli.data.annotations import write_labels, write_video_list
 from mbgf_cli.data.sources import open_source
 from mbgf_cli.errors import UserError
+from mbgf_cli.processes import process_pool
 
 # (class of the forward motion, class of the same video played backwards, motion kind)
 CLASS_SETS: dict[str, list[tuple[str, str, str]]] = {
@@ -422,7 +422,7 @@ def generate(
                     make_video(job)
                     bar.advance(task)
             else:
-                with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                with process_pool(min(workers, len(jobs))) as pool:
                     for _ in pool.map(make_video, jobs, chunksize=8):
                         bar.advance(task)
     write_video_list(out / "train.txt", train)
