@@ -23,7 +23,6 @@ import os
 import re
 import tarfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +36,7 @@ from mbgf_cli.data.annotations import check_relative, read_labels, write_labels,
 from mbgf_cli.data.readers import DECODERS, VideoError, probe
 from mbgf_cli.data.sources import FolderSource, open_source
 from mbgf_cli.errors import UserError, at
+from mbgf_cli.processes import process_pool
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 
@@ -317,7 +317,7 @@ def _parallel(fn, jobs: list, workers: int, description: str):
                 results.append(fn(job))
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            with process_pool(min(workers, len(jobs))) as pool:
                 for result in pool.map(fn, jobs, chunksize=4):
                     results.append(result)
                     bar.advance(task)
