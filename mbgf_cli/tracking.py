@@ -92,8 +92,11 @@ class MetricsLog:
             raise
 
     def rewrite(self, history: list[dict]) -> None:
-        """The rows of a resumed run: exactly its checkpoint's history (atomically)."""
-        atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in history))
+        """The rows of a resumed run: exactly its checkpoint's history (atomically; no file for none)."""
+        if history:
+            atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in history))
+        else:
+            self.path.unlink(missing_ok=True)
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -126,7 +129,7 @@ class Tracker:
                  iteration: int = 0):
         self.run_dir = Path(run_dir)
         self.metrics = MetricsLog(self.run_dir / METRICS_FILE)
-        if history is not None:  # resumed: the rows are the checkpoint's, no more, no fewer
+        if history is not None:  # the rows are the checkpoint's, no more, no fewer
             self.metrics.rewrite(history)
         self.backends = [_BACKEND_CLASSES[name](self.run_dir, config or {}, iteration) for name in backends]
 

@@ -95,6 +95,8 @@ def test_metrics_rows_are_on_disk_when_append_returns_and_rewrite_keeps_exactly_
     assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     log.rewrite([_record(1, 6, 0.5)])
     assert log.read() == [_record(1, 6, 0.5)]
+    log.rewrite([])  # resumed inside the first epoch: no row, and no file (a file is a trace of a run)
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def _wandb_records(run_dir: Path) -> list:
