@@ -1,4 +1,4 @@
-"""``mbgf prepare-data``: write a dataset in the seed layout (lists, labels, videos) into ``--out``.
+"""``mbgf prepare-data``: write a dataset in the seed layout (lists, labels, videos) into ``--output``.
 
 Thin: parse the options, call ``mbgf_cli.data.prepare``, print the summary as tables (or JSON).
 """
@@ -19,10 +19,12 @@ app = typer.Typer(
 )
 
 # Options shared by every subcommand (Typer has no option groups; each command lists them).
-OUT = typer.Option(..., "--out", help="Folder to write the dataset into (created).")
+OUT = typer.Option(..., "--output", "-o", "--out", help="Folder to write the dataset into (created); nothing of "
+                   "yours in it is changed or deleted.")
 CHECK = typer.Option(False, "--check", help="Decode every listed video in parallel; list only readable ones, write rejected.txt.")
 RESIZE = typer.Option(None, "--resize", metavar="N", help="Re-encode every video to short side N px (H.264, fast to seek).")
-PACK = typer.Option(None, "--pack", metavar="tar", help="Write videos.tar (uncompressed, read in place) instead of videos/.")
+PACK = typer.Option(None, "--pack", metavar="tar", help="Also write videos.tar (uncompressed, read in place); the "
+                    "videos/ this command made (a link, re-encoded or generated videos) is then removed, yours never.")
 WORKERS = typer.Option(None, "--workers", help="Parallel processes for --check/--resize/generation (default: all cores).")
 DECODER = typer.Option("auto", "--decoder", help="Decoder for --check: auto (decord, PyAV fallback), decord, pyav.")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
@@ -75,7 +77,7 @@ def synthetic(
     fps: int = typer.Option(16, "--fps"),
     seed: int = typer.Option(0, "--seed", help="Same seed, same lists and same decoded frames."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each class's videos in val.txt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate when --out holds a synthetic dataset with other options."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate when --output holds a synthetic dataset with other options."),
     check: bool = CHECK,
     pack: str = PACK,
     workers: int = WORKERS,
