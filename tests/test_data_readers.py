@@ -3,7 +3,14 @@
 import av
 import numpy as np
 import pytest
-from videos import frame_index, write_empty, write_image_as_video, write_text_as_video, write_truncated, write_video
+from videos import (
+    frame_index,
+    write_empty,
+    write_image_as_video,
+    write_text_as_video,
+    write_truncated,
+    write_video,
+)
 
 from mbgf_cli.data import readers
 from mbgf_cli.data.readers import PyAVVideo, VideoError, open_video, probe, read_frames

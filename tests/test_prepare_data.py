@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 from typer.testing import CliRunner
-from videos import write_text_as_video, write_truncated, write_video
+from videos import write_image_as_video, write_text_as_video, write_truncated, write_video
 
 from mbgf_cli.app import app
 from mbgf_cli.data import VideoDataset, open_source, read_labels, read_video_list
@@ -255,3 +255,183 @@ def test_bad_options(tmp_path, class_folders):
         invoke("folder", "--videos", class_folders, "--out", tmp_path / "o", "--pack", "zip")
     with pytest.raises(Exception, match="no such videos folder"):
         invoke("folder", "--videos", tmp_path / "nowhere", "--out", tmp_path / "o")
+
+
+# ---- nothing lost, nothing silently wrong (issue 15)
+
+
+def snapshot(folder):
+    """Every entry under ``folder``: path -> (kind, bytes or link target, mtime), to prove nothing changed."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            found[rel] = ("link", str(path.readlink()))
+        elif path.is_file():
+            found[rel] = ("file", path.read_bytes(), path.stat().st_mtime_ns)
+        else:
+            found[rel] = ("dir",)
+    return found
+
+
+def test_pack_never_touches_the_users_videos_folder(tmp_path, class_folders):
+    # Issue 15, item 1: `--videos D/videos --out D --check --pack tar` deleted D/videos, with its
+    # non-video files and the rejected videos.
+    dataset = tmp_path / "D"
+    dataset.mkdir()
+    videos = class_folders.rename(dataset / "videos")
+    write_truncated(videos / "pouring_water" / "cut.mp4")
+    (videos / "README.txt").write_text("my notes")
+    before = snapshot(videos)
+    summary = json.loads(invoke("folder", "--videos", videos, "--out", dataset, "--check", "--pack", "tar",
+                                "--workers", 1, "--json").stdout)
+    assert snapshot(videos) == before
+    assert summary["packed"] and summary["rejected"] == 1 and summary["train"] + summary["val"] == 8
+    listed_videos = sorted(rel for rel, _ in listed(dataset, "train.txt", 2) + listed(dataset, "val.txt", 2))
+    assert open_source(dataset / "videos.tar").names() == listed_videos
+    # Again, with the tar in place: still nothing of the user's is touched, nothing is repacked.
+    again = json.loads(invoke("folder", "--videos", videos, "--out", dataset, "--check", "--pack", "tar",
+                              "--workers", 1, "--json").stdout)
+    assert snapshot(videos) == before and not again["packed"]
+    # Re-encoding into the folder the videos come from would write into the user's folder: refused first.
+    proc = subprocess.run([sys.executable, "-m", "mbgf_cli", "prepare-data", "folder", "--videos", str(videos),
+                           "--output", str(dataset), "--resize", "16", "--pack", "tar"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{videos}" in proc.stderr and "--resize" in proc.stderr
+    assert snapshot(videos) == before
+
+
+def test_pack_keeps_a_videos_link_the_user_made(tmp_path, class_folders):
+    dataset = tmp_path / "D"
+    dataset.mkdir()
+    (dataset / "videos").symlink_to(class_folders, target_is_directory=True)
+    invoke("folder", "--videos", dataset / "videos", "--out", dataset, "--pack", "tar", "--workers", 1)
+    assert (dataset / "videos").is_symlink() and (dataset / "videos.tar").is_file()
+
+
+def test_files_the_user_made_in_the_output_are_not_written_over(tmp_path, class_folders):
+    dataset = tmp_path / "D"
+    dataset.mkdir()
+    (dataset / "train.txt").write_text("my/own.mp4 0\n")
+    before = snapshot(dataset)
+    with pytest.raises(Exception, match=f"{dataset / 'train.txt'}: already there and not written by prepare-data"):
+        invoke("folder", "--videos", class_folders, "--output", dataset)
+    assert snapshot(dataset) == before
+    # Nor are videos: the synthetic dataset is not generated into someone's videos folder.
+    (dataset / "train.txt").unlink()
+    write_video(dataset / "videos" / "mine.mp4")
+    before = snapshot(dataset)
+    with pytest.raises(Exception, match="mine.mp4, which is no video of this synthetic dataset"):
+        invoke("synthetic", "-o", dataset, "--videos-per-class", 1, "--size", 64, "--val-fraction", 0)
+    assert snapshot(dataset) == before
+
+
+@pytest.mark.parametrize("extra", [[], ["--pack", "tar"], ["--resize", "16"]])
+def test_preparing_a_folder_into_itself_twice_finds_the_same_classes(tmp_path, class_folders, extra):
+    # Issue 15, item 5: the second run found its own `videos` link as a class and listed every video again.
+    first = json.loads(invoke("folder", "--videos", class_folders, "--out", class_folders, "--workers", 1, *extra,
+                              "--json").stdout)
+    lists = {name: (class_folders / name).read_text() for name in ("train.txt", "val.txt", "labels.csv")}
+    second = json.loads(invoke("folder", "--videos", class_folders, "--out", class_folders, "--workers", 1, *extra,
+                               "--json").stdout)
+    assert read_labels(class_folders / "labels.csv") == ["opening door", "pouring water"]
+    assert {name: (class_folders / name).read_text() for name in lists} == lists
+    assert (first["classes"], first["train"], first["val"]) == (second["classes"], second["train"], second["val"]) == (2, 6, 2)
+
+
+def test_folder_split_is_made_after_check(tmp_path, class_folders):
+    # Issue 15, item 11: the split came before --check dropped videos, so val.txt could come out empty.
+    from mbgf_cli.data.prepare import read_folder
+
+    plan = read_folder(class_folders, 0.25, 0)
+    bad = [rel for rel, _ in plan.val]
+    for rel in bad:
+        write_truncated(class_folders / rel)
+    summary = json.loads(invoke("folder", "--videos", class_folders, "--out", tmp_path / "out", "--check",
+                                "--val-fraction", 0.25, "--workers", 1, "--json").stdout)
+    assert summary["rejected"] == len(bad)
+    # The lists are those of the same folder without the rejected videos.
+    clean = tmp_path / "clean"
+    import shutil
+
+    shutil.copytree(class_folders, clean)
+    for rel in bad:
+        (clean / rel).unlink()
+    invoke("folder", "--videos", clean, "--out", tmp_path / "clean_out", "--val-fraction", 0.25, "--workers", 1)
+    for name in ("train.txt", "val.txt"):
+        assert (tmp_path / "out" / name).read_text() == (tmp_path / "clean_out" / name).read_text()
+    assert len(listed(tmp_path / "out", "val.txt", 2)) == 2
+
+
+def test_an_empty_split_is_refused(tmp_path):
+    videos = tmp_path / "v"
+    for cls in ("a", "b"):
+        write_video(videos / cls / "good.mp4")
+        write_truncated(videos / cls / "cut.mp4")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "mbgf_cli", "prepare-data", "folder", "--videos", str(videos),
+                           "-o", str(out), "--check", "--workers", "1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "val.txt" in proc.stderr and "--val-fraction" in proc.stderr
+    assert not (out / "train.txt").exists() and not (out / "val.txt").exists()
+    assert (out / "rejected.txt").read_text().count("cut.mp4") == 2  # what --check found is kept
+
+
+def test_a_file_name_with_a_line_break_is_refused_before_anything_is_written(tmp_path, class_folders):
+    from mbgf_cli.data.prepare import read_folder
+
+    # Put the odd name where the split sends it to val.txt, the list written second.
+    for seed in range(20):
+        (class_folders / "opening_door" / "sub" / "o0.mp4").rename(class_folders / "opening_door" / "sub" / "o\n0.mp4")
+        if any("\n" in rel for rel, _ in read_folder(class_folders, 0.5, seed).val):
+            break
+        (class_folders / "opening_door" / "sub" / "o\n0.mp4").rename(class_folders / "opening_door" / "sub" / "o0.mp4")
+    out = tmp_path / "out"
+    with pytest.raises(Exception) as e:
+        invoke("folder", "--videos", class_folders, "--out", out, "--val-fraction", 0.5, "--seed", seed)
+    assert "opening_door/sub/o\\n0.mp4" in str(e.value) and "line break" in str(e.value)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_check_rejects_a_still_image_named_like_a_video(tmp_path, class_folders):
+    write_image_as_video(class_folders / "pouring_water" / "photo.mp4")
+    out = tmp_path / "out"
+    invoke("folder", "--videos", class_folders, "--out", out, "--check", "--workers", 1)
+    rejected = dict(line.split("\t") for line in (out / "rejected.txt").read_text().splitlines())
+    assert list(rejected) == ["pouring_water/photo.mp4"] and rejected["pouring_water/photo.mp4"].startswith("still image")
+
+
+def test_resize_is_bit_reproducible(tmp_path):
+    # Issue 15, item 11: two clean runs of --resize gave different bytes for a few files: x264's
+    # lookahead read memory left over from earlier work of the process. Each video is re-encoded after
+    # two different preludes (noise, a flat grey) and must come out the same; as the old difference
+    # showed up in only some runs, the settings x264 records in each file are checked as well.
+    import numpy as np
+
+    from mbgf_cli.data import synthetic
+    from mbgf_cli.data.prepare import resize_video
+
+    options = synthetic.SyntheticOptions(size=112, frames=32)
+    sources = []
+    (tmp_path / "src").mkdir()
+    for class_index in range(12):
+        sources.append(tmp_path / "src" / f"{class_index}.mp4")
+        synthetic.make_video((str(sources[-1]), options, class_index, class_index))
+    noise = np.random.default_rng(0).integers(0, 256, (32, 112, 112, 3), dtype=np.uint8)
+    preludes = {"noise": write_video(tmp_path / "noise.mp4", frames=noise),
+                "flat": write_video(tmp_path / "flat.mp4", frames=np.full_like(noise, 128))}
+    differ = []
+    for size in (32, 16):
+        for source in sources:
+            outputs = []
+            for name, prelude in preludes.items():
+                resize_video(prelude, tmp_path / "prelude.mp4", size)
+                outputs.append(resize_video(source, tmp_path / name / f"{size}-{source.name}", size) or
+                               (tmp_path / name / f"{size}-{source.name}").read_bytes())
+            if outputs[0] != outputs[1]:
+                differ.append(f"{size}-{source.name}")
+    assert differ == []
+    written = outputs[0].split(b"options: ", 1)[1].split(b"\x00", 1)[0].decode().split()
+    settings = dict(option.split("=", 1) for option in written)  # x264 leaves out rc_lookahead when it is 0
+    assert (settings["threads"], settings.get("rc_lookahead", "0"), settings["mbtree"], settings["scenecut"]) == \
+        ("1", "0", "0", "0")

@@ -51,6 +51,7 @@ from mbgf_cli.data.sampling import FrameSampler
 from mbgf_cli.data.sources import open_source
 from mbgf_cli.data.transforms import CLIP_MEAN, CLIP_STD, TestTransform, TrainTransform
 from mbgf_cli.errors import UserError, at
+from mbgf_cli.fileio import atomic_write_text
 
 
 def item_seed(*keys: int) -> int:
@@ -258,7 +259,7 @@ class VideoDataset(Dataset):
         failures = self.failures()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{p}\t{r}\n" for p, r in failures), encoding="utf-8")
+        atomic_write_text(path, "".join(f"{p}\t{r}\n" for p, r in failures))
         return len(failures)
 
     def skipped_summary(self, path) -> str | None:

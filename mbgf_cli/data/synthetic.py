@@ -36,6 +36,7 @@ from mbgf_cli.console import progress
 from mbgf_cli.data.annotations import write_labels, write_video_list
 from mbgf_cli.data.sources import open_source
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import atomic_write_json
 from mbgf_cli.processes import process_pool
 
 # (class of the forward motion, class of the same video played backwards, motion kind)
@@ -355,6 +356,25 @@ def plan(options: SyntheticOptions) -> tuple[list[tuple[str, int]], list[tuple[s
     return train, val
 
 
+def _refuse_foreign(out: Path, planned: set[str]) -> None:
+    """A folder without ``synthetic.json`` may hold an interrupted generation (only files it plans, and
+    their temporaries); anything else there is someone else's and is not written over."""
+    videos = out / "videos"
+    if videos.is_symlink():
+        raise UserError(f"{videos}: a link to {videos.resolve()}; the synthetic videos are not written into "
+                        f"another folder, choose another --output")
+    if videos.is_dir():
+        for path in videos.rglob("*"):
+            rel = path.relative_to(videos).as_posix()
+            if path.is_file() and rel not in planned and rel.removesuffix(".part") not in planned:
+                raise UserError(f"{videos}: holds {rel}, which is no video of this synthetic dataset; "
+                                f"choose another --output")
+    if not (out / ".prepare.json").is_file():
+        for name in ("train.txt", "val.txt", "labels.csv"):
+            if (out / name).exists():
+                raise UserError(f"{out / name}: already there and not written by mbgf; choose another --output")
+
+
 def generate(
     out_dir,
     class_set: str = "a",
@@ -384,7 +404,11 @@ def generate(
     out = Path(out_dir)
     manifest = out / "synthetic.json"
     wanted = asdict(options)
-    if manifest.is_file():
+    ours = manifest.is_file()  # a synthetic dataset was made here: its files may be replaced
+    videos = out / "videos"
+    train, val = plan(options)
+    names = class_names(class_set)
+    if ours:
         try:
             existing = json.loads(manifest.read_text())
         except (json.JSONDecodeError, OSError):
@@ -392,24 +416,31 @@ def generate(
         if existing != wanted and not overwrite:
             raise UserError(
                 f"{manifest}: this folder holds a synthetic dataset made with other options ({existing}); "
-                f"use another --out or --overwrite"
+                f"use another --output or --overwrite"
             )
         if existing != wanted:
+            # The old videos go before the record of their options, so that a run killed part-way
+            # leaves only videos of the new options (which a re-run keeps).
+            stale = {rel for rel, _ in train + val}
+            try:
+                stale |= {rel for part in plan(SyntheticOptions(**existing)) for rel, _ in part}
+            except (TypeError, ValueError, UserError):
+                pass  # an unreadable record: its files have other names, or the ones above
+            for rel in stale:
+                (videos / rel).unlink(missing_ok=True)
             manifest.unlink()
-    videos = out / "videos"
-    train, val = plan(options)
-    names = class_names(class_set)
-    redo_all = not manifest.is_file() and overwrite  # options changed: nothing on disk can be kept
+    else:
+        _refuse_foreign(out, {rel for rel, _ in train + val})
     # A complete videos.tar from an earlier `prepare-data synthetic --pack tar` counts as done.
     packed = set()
-    if not redo_all and manifest.is_file() and not videos.exists() and (out / "videos.tar").is_file():
+    if manifest.is_file() and not videos.exists() and (out / "videos.tar").is_file():
         packed = set(open_source(out / "videos.tar").names())
         if not {rel for rel, _ in train + val} <= packed:
             packed = set()
     jobs = []
     for rel, label in sorted(train + val):
         path = videos / rel
-        if rel in packed or (path.is_file() and not redo_all):
+        if rel in packed or path.is_file():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(path), options, label, int(Path(rel).stem)))
@@ -429,7 +460,7 @@ def generate(
     write_video_list(out / "val.txt", val)
     write_labels(out / "labels.csv", names)
     if not manifest.is_file():
-        manifest.write_text(json.dumps(wanted, indent=1) + "\n")
+        atomic_write_json(manifest, wanted)
     total = sum((videos / rel).stat().st_size for rel, _ in train + val if rel not in packed)
     return {
         "out": str(out),
