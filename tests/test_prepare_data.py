@@ -86,6 +86,21 @@ def test_ucf101_errors_name_file_and_line(tmp_path, ucf):
     assert "Traceback" not in proc.stderr
 
 
+def test_repeated_annotations_are_listed_once(tmp_path, ucf):
+    splits, videos = ucf
+    with open(splits / "trainlist01.txt", "ab") as f:
+        f.write(b"YoYo/v_YoYo_g08_c01.avi 3\r\n")
+    with open(splits / "testlist01.txt", "ab") as f:
+        f.write(b"ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\r\n")  # a train video again, in test
+    summary = json.loads(invoke("ucf101", "--splits", splits, "--videos", videos, "-o", tmp_path / "out", "--workers",
+                                1, "--json").stdout)
+    train, val = listed(tmp_path / "out", "train.txt", 3), listed(tmp_path / "out", "val.txt", 3)
+    assert (len(train), len(val)) == (3, 3) and not {rel for rel, _ in train} & {rel for rel, _ in val}
+    assert f"{splits / 'trainlist01.txt'}:5 repeats {splits / 'trainlist01.txt'}:3 (YoYo/v_YoYo_g08_c01.avi); " \
+        "listed once" in summary["notes"]
+    assert any(note.startswith(f"{splits / 'testlist01.txt'}:4 repeats") for note in summary["notes"])
+
+
 # ---- HMDB51
 
 
