@@ -56,9 +56,25 @@ def setup(device: str | None = None) -> Context:
         torch_device = torch.device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30),
+        timeout = timedelta(minutes=30)
+        dist.init_process_group(backend=backend, timeout=timeout, **attempt_store(rank, world_size, timeout),
                                 **({"device_id": torch_device} if torch_device.type == "cuda" else {}))
     return Context(rank, world_size, local_rank, torch_device)
+
+
+def attempt_store(rank: int, world_size: int, timeout: timedelta) -> dict:
+    """Under torchrun, the key-value store the processes meet through, with a key prefix of its own for
+    each attempt. torchrun keeps one store across the restarts of a group (``--max-restarts``), and the
+    keys a process group publishes (each process's address) outlive the processes that wrote them: a
+    restarted group would read its dead predecessors' addresses and fail to connect."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        return {}  # not torchrun: the default env:// rendezvous
+    hosted_by_agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=not hosted_by_agent and rank == 0, timeout=timeout,
+                          **({} if hosted_by_agent else {"multi_tenant": True}))
+    return {"store": dist.PrefixStore(f"mbgf/attempt-{attempt}", store), "rank": rank, "world_size": world_size}
 
 
 def cleanup() -> None:

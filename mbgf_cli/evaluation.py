@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,22 @@ def parse_views(text: str) -> tuple[int, int]:
     return clips, crops
 
 
+def check_views_fit(views: tuple[int, int], batch_size: int, frames: int, input_size: int, text: str | None) -> None:
+    """Refuse, before any decoding, views whose input batch alone (float32 frames) would take more than
+    half the memory available now: such a run would only end when the machine runs out of memory."""
+    clips, crops = views
+    need = batch_size * clips * crops * frames * 3 * input_size * input_size * 4
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no such figure on this system: nothing to compare with
+        return
+    if need > available / 2:
+        raise UserError(f"--views {text or f'{clips}x{crops}'}: {clips * crops} views of {frames}x{input_size}x"
+                        f"{input_size} frames x --batch-size {batch_size} take {need / 2**30:.1f} GiB of memory for "
+                        f"the input alone, more than half of the {available / 2**30:.1f} GiB available; use fewer "
+                        "views or a smaller --batch-size")
+
+
 def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
     """Run ``mbgf eval``: returns the result and a description (model, dataset, views, paths)."""
     from mbgf_cli import presets
@@ -211,6 +228,7 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         if trained_classes is not None and list(trained_classes) != list(class_names):
             raise UserError(class_mismatch_message(cfg.checkpoint, trained_classes, class_names, label_file))
         views = parse_views(cfg.views) if cfg.views else (preset.test_views if preset else (1, 1))
+        check_views_fit(views, cfg.batch_size, config.frames, config.input_size, cfg.views)
         dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
         dataset = dataset_class(root, list_file, len(class_names), frames=config.frames,
                                 input_size=config.input_size, train=False, views=views,
