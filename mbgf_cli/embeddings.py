@@ -131,6 +131,7 @@ class EmbedConfig:
     decoder: str = "auto"
     strict: bool = False
     amp: str = "auto"
+    compile: bool = False  # torch.compile the video encoder; not part of the embedding's identity
     shard_size: int = 1000
     overwrite: bool = False
     stop_after_shards: int | None = None  # behave as if interrupted after writing this many shards (tests)
@@ -209,7 +210,7 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
             shutil.rmtree(parts)
 
     # ---- the work
-    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp)
+    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     parts.mkdir(parents=True, exist_ok=True)
     atomic_write_json(parts / RUN_FILE, {"format": f"{FORMAT}-parts", "digest": digest, "shard_size": shard_size,
                                          "identity": identity})

@@ -24,9 +24,10 @@ import torch
 from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, inference
+from mbgf_cli.compilation import compile_video_model
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
-from mbgf_cli.precision import resolve_amp
+from mbgf_cli.precision import choose_amp
 
 
 @dataclass
@@ -157,6 +158,7 @@ class EvalConfig:
     cache_decoded: bool = False
     amp: str = "auto"
     device: str | None = None
+    compile: bool = False  # torch.compile the video encoder (mbgf_cli/compilation.py)
     zero_shot: bool = False
     pretrained: str | None = None
     model: str | None = None  # zero-shot: the backbone, when the weights do not say
@@ -238,8 +240,13 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
                               drop_last=False, distributed=ctx.distributed)
         tokens = class_text_tokens(class_names, prompts, templates).to(ctx.device)
-        amp_dtype = resolve_amp(cfg.amp, ctx.device)
+        amp_dtype, precision = choose_amp(cfg.amp, ctx.device, config.model)
         autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype is not None else None
+        if cfg.compile:
+            compile_video_model(model)
+        if ctx.is_main:
+            err_console.print(f"precision: {precision}{'; --compile' if cfg.compile else ''}", highlight=False,
+                              soft_wrap=True)
 
         with progress(transient=True) as bar:
             if cfg.cache_decoded:

@@ -583,19 +583,24 @@ class Predictor:
     paths of files, folders or list files; classes are names (free text) or None for the checkpoint's.
     """
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device | None = None, amp: str = "auto"):
-        from mbgf_cli.precision import resolve_amp
+    def __init__(self, loaded: LoadedModel, device: str | torch.device | None = None, amp: str = "auto",
+                 compile: bool = False):
+        from mbgf_cli.precision import choose_amp
 
         self.loaded = loaded
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.model = loaded.model.to(self.device).eval()
-        dtype = resolve_amp(amp, self.device)
+        dtype, self.precision = choose_amp(amp, self.device, self.model.config.model)  # precision: why, in words
         self.autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else None
+        if compile:  # torch.compile the video encoder in place; the model's weights and keys are unchanged
+            from mbgf_cli.compilation import compile_video_model
+
+            compile_video_model(self.model)
 
     @classmethod
     def from_source(cls, source: ModelSource, prompts: str | None = None, device=None, amp: str = "auto",
-                    strict: bool = True) -> Predictor:
-        return cls(load_model(source, prompts, strict), device, amp)
+                    strict: bool = True, compile: bool = False) -> Predictor:
+        return cls(load_model(source, prompts, strict), device, amp, compile)
 
     @classmethod
     def from_checkpoint(cls, path, device=None, amp: str = "auto", prompts: str | None = None,
@@ -762,6 +767,7 @@ class PredictConfig:
     decoder: str = "auto"
     strict: bool = False
     amp: str = "auto"
+    compile: bool = False
     explain: bool = False
     csv: str | None = None
     as_json: bool = False
@@ -779,7 +785,7 @@ def predict(cfg: PredictConfig) -> tuple[Predictions, dict]:
     if cfg.csv and Path(cfg.csv).is_dir():
         raise UserError(f"--csv {cfg.csv}: is a folder (give a file name)")
     inputs = collect_videos(cfg.inputs, cfg.strict)
-    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp)
+    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     names = resolve_classes(cfg.classes, cfg.labels, predictor.class_names, predictor.name)
     if cfg.explain:
         require_gates(predictor.model)

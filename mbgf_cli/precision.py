@@ -9,6 +9,8 @@ back the casts around them. ``choose_amp`` also says why, for the run's header.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -69,16 +71,6 @@ def choose_amp(amp: str, device: torch.device, model: str | None = None) -> tupl
     return None, f"fp32 (no bf16 rule for {device.type})"
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The rule before ``choose_amp`` (auto: bf16 on GPUs that have it, fp32 on every CPU), kept for the
-    callers that do not pass the model yet; they move to ``choose_amp`` and this goes."""
-    if amp == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" and cuda_native_bf16(torch.device(device)) else None
-    return choose_amp(amp, device)[0]
-
-
 def autocast_context(dtype: torch.dtype | None, device: torch.device):
     """``torch.autocast`` for ``dtype`` on the device's type, or a context that does nothing."""
-    from contextlib import nullcontext
-
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype is not None else nullcontext()

@@ -97,7 +97,8 @@ class TrainConfig:
                                      none="off")
     amp: str = option("auto", "--amp", panel=OPTIM,
                       help="Mixed precision: bf16, fp16 (with a grad scaler), off; auto: bf16 where the device "
-                           "computes it natively, else off.")
+                           "computes it natively (GPUs with bf16, CPUs with AMX or AVX-512 BF16; the tiny model "
+                           "stays fp32 on a CPU), else off. The run's header says which and why.")
     label_smoothing: float | None = option(None, "--label-smoothing", panel=OPTIM,
                                            help="Label smoothing of the cross-entropy.")
     loss: str = option("ce", "--loss", panel=OPTIM, help="ce, or ce+kl (adds ActionCLIP's in-batch KL loss).")
@@ -111,6 +112,9 @@ class TrainConfig:
     resume: str | None = option(None, "--resume", path=True, help="Continue a run exactly from its last/ checkpoint.")
     eval_every: int = option(1, "--eval-every", help="Validate every N epochs.")
     device: str | None = option(None, "--device", help="cpu or cuda (default: cuda when available).")
+    compile: bool = option(False, "--compile",
+                           help="torch.compile the video encoder: faster steps after compiling at the start (a "
+                                "warning, and no compiling, where no compiler works). Checkpoints are the same.")
     plot: bool = option(True, "--plot/--no-plot", help="Write training_curve.png.")
     # hooks for tests (hidden options)
     inject_nan_at_step: int | None = option(None, "--inject-nan-at-step", hidden=True)  # a NaN loss at this step
@@ -131,7 +135,7 @@ def flag(name: str) -> str:
 
 
 # Options that may change when resuming: they do not change what is computed.
-RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict")
+RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "compile")
 TEST_HOOKS = ("inject_nan_at_step", "stop_at_step")  # never carried over into a resumed run
 
 

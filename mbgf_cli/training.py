@@ -29,13 +29,14 @@ import torch
 
 from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, presets
+from mbgf_cli.compilation import compile_video_model
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.data import VideoDataset, build_loader, read_labels, read_video_list
 from mbgf_cli.errors import UserError
 from mbgf_cli.evaluation import evaluate_loader
 from mbgf_cli.fileio import atomic_write_json
 from mbgf_cli.frame_cache import CachedVideoDataset
-from mbgf_cli.precision import resolve_amp
+from mbgf_cli.precision import autocast_context, choose_amp
 from mbgf_cli.run_state import RunState, StopFlag, seed_everything
 from mbgf_cli.train_config import TrainConfig, default_out_dir, flag, resolve_config, resumed_config
 
@@ -99,6 +100,7 @@ class Run:
     table: EpochTable = field(default_factory=lambda: EpochTable())
     log_lines: bool = field(default_factory=lambda: not err_console.is_terminal)  # no live bar: print lines
     stopping: bool = False  # every process agreed to stop inside the epoch
+    precision: str = ""  # what --amp chose and why, for the header
 
 
 def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
@@ -131,10 +133,11 @@ def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
     # step on GPUs, multi-tensor updates on CPUs.
     optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
-    amp_dtype = resolve_amp(cfg.amp, device)
-    autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
-                else nullcontext())
+    amp_dtype, precision = choose_amp(cfg.amp, device, raw_model.config.model)
+    autocast = autocast_context(amp_dtype, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if cfg.compile:
+        compile_video_model(raw_model)  # in place: the checkpoints hold the same keys as without
     model = raw_model
     if ctx.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -149,6 +152,7 @@ def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
             err_console.print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}/"
                               f"{schedule.steps_per_epoch}", highlight=False)
     run = Run(cfg, ctx, out, model, data, class_tokens, optimizer, scaler, autocast, schedule, state, started)
+    run.precision = precision
     describe_run(run)
     return run
 
@@ -571,3 +575,5 @@ def describe_run(run: Run) -> None:
         f"{len(data.class_names)} classes; {ctx.world_size} process(es) on {ctx.device.type}; batch "
         f"{cfg.batch_size} x {ctx.world_size} x {schedule.accum_steps} accumulated = {cfg.total_batch}; "
         f"{schedule.steps_per_epoch} steps/epoch, {cfg.epochs} epochs -> {cfg.out}", highlight=False)
+    compiled = "; --compile: the video encoder is compiled at its first use" if cfg.compile else ""
+    err_console.print(f"precision: {run.precision}{compiled}", highlight=False, soft_wrap=True)

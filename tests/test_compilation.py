@@ -1,6 +1,8 @@
 """``--compile``: the video path compiled in place (checkpoint keys untouched), the same outputs as eager,
 and one warning line then eager execution where the compiler fails."""
 
+import json
+
 import pytest
 import torch
 
@@ -92,3 +94,41 @@ def test_the_callers_error_is_not_taken_for_a_compiler_failure(monkeypatch):
     with pytest.raises(RuntimeError):
         model(torch.randn(2, 4, 3, 32), inputs()[1])  # a clip of the wrong shape fails eagerly too
     assert lines == [] and compilation.is_compiled(model)
+
+
+def test_train_and_eval_with_compile_write_the_same_checkpoint_and_numbers(toy_dataset, tmp_path, capsys,
+                                                                          monkeypatch):
+    from mbgf_cli.checkpoint import MODEL_FILE
+    from mbgf_cli.precision import choose_amp
+    from tests.test_train_support import TINY_RUN, read_metrics, run_cli, without_timing
+
+    backend = CountingBackend()
+    monkeypatch.setattr(compilation, "BACKEND", backend)
+    runs, headers = {}, {}
+    for compiled in (False, True):
+        run = runs[compiled] = tmp_path / f"run-compiled-{compiled}"
+        code, _, err = run_cli(["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--epochs", "1",
+                                "--out", run, *(["--compile"] if compiled else [])], capsys)
+        assert code == 0, err
+        headers[compiled] = [line for line in err.splitlines() if line.startswith("precision: ")]
+    assert backend.graphs >= 2  # the training graph and the evaluation graph went through the compiler
+    reason = choose_amp("auto", torch.device("cpu"), "tiny")[1]
+    assert headers[False] == [f"precision: {reason}"]
+    assert headers[True] == [f"precision: {reason}; --compile: the video encoder is compiled at its first use"]
+    assert without_timing(read_metrics(runs[True])) == without_timing(read_metrics(runs[False]))
+
+    from safetensors.torch import load_file
+
+    plain, compiled = (load_file(runs[c] / "last" / MODEL_FILE) for c in (False, True))
+    assert list(compiled) == list(plain) and not any("_orig_mod" in key for key in compiled)
+    for key in plain:
+        torch.testing.assert_close(compiled[key], plain[key], msg=key)
+
+    results = []
+    for flags in ([], ["--compile"]):
+        code, out, err = run_cli(["eval", "--checkpoint", runs[False] / "last", "--root", toy_dataset, "--workers", "0",
+                                  "--json", *flags], capsys)
+        assert code == 0, err
+        assert f"precision: {reason}{'; --compile' if flags else ''}" in err.splitlines()
+        results.append(json.loads(out))
+    assert results[1] == results[0]

@@ -47,6 +47,9 @@ def embed(
     device: Optional[str] = typer.Option(None, "--device", show_default=False, rich_help_panel=MODEL,
                                          help="cpu or cuda (default: cuda when available)."),
     amp: str = typer.Option("auto", "--amp", rich_help_panel=MODEL, help="bf16 | fp16 | off | auto."),
+    compile_model: bool = typer.Option(False, "--compile", rich_help_panel=MODEL,
+                                       help="torch.compile the video encoder (a warning, and no compiling, where no "
+                                            "compiler works)."),
     shard_size: int = typer.Option(1000, "--shard-size", rich_help_panel=OUTPUT,
                                    help="Videos per shard (OUTPUT.parts/): a rerun resumes from the finished ones."),
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=OUTPUT,
@@ -61,7 +64,7 @@ def embed(
         inputs=[str(p) for p in paths], output=str(output), checkpoint=path_text(checkpoint), pretrained=pretrained,
         model=model, frames=frames, input_size=input_size, prompts=prompts, texts=texts, labels=path_text(labels),
         views=views, batch_size=batch_size, workers=workers, device=device, decoder=decoder, strict=strict, amp=amp,
-        shard_size=shard_size, overwrite=overwrite, stop_after_shards=stop_after_shards,
+        compile=compile_model, shard_size=shard_size, overwrite=overwrite, stop_after_shards=stop_after_shards,
     )
     embeddings.print_embed_summary(embeddings.embed(cfg), as_json)
 

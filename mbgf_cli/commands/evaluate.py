@@ -47,8 +47,11 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", "-b", rich_help_panel=RUN,
                                    help="Videos per forward pass (x views)."),
     amp: str = config_option("amp", panel=RUN, help="Mixed precision: bf16, fp16, off; auto: bf16 where the device "
-                                                    "computes it natively, else off."),
+                                                    "computes it natively (GPUs with bf16, CPUs with AMX or AVX-512 "
+                                                    "BF16; tiny stays fp32 on a CPU), else off."),
     device: Optional[str] = config_option("device"),
+    compile_model: bool = config_option("compile", help="torch.compile the video encoder (a warning, and no "
+                                                        "compiling, where no compiler works)."),
     splits: Optional[list[int]] = typer.Option(
         None, "--splits", rich_help_panel=RUN, show_default=False,
         help="Zero-shot over official splits, e.g. --splits 1 2 3: each split's test list (ROOT/splitN/val.txt, "
@@ -69,7 +72,8 @@ def evaluate(
     cfg = evaluation.EvalConfig(
         checkpoint=path_text(checkpoint), dataset=dataset, root=path_text(root), list_file=list_file,
         labels=path_text(labels), views=views, batch_size=batch_size, workers=workers, decoder=decoder, strict=strict,
-        cache_decoded=cache_decoded, amp=amp, device=device, zero_shot=zero_shot, pretrained=pretrained, model=model,
+        cache_decoded=cache_decoded, amp=amp, device=device, compile=compile_model, zero_shot=zero_shot,
+        pretrained=pretrained, model=model,
         frames=frames, input_size=input_size, prompts=prompts, explain=explain, per_class=per_class,
         predictions=path_text(predictions), plot=path_text(plot), as_json=as_json,
     )

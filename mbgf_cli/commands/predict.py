@@ -48,6 +48,9 @@ def predict(
     device: Optional[str] = typer.Option(None, "--device", show_default=False, rich_help_panel=MODEL,
                                          help="cpu or cuda (default: cuda when available)."),
     amp: str = typer.Option("auto", "--amp", rich_help_panel=MODEL, help="bf16 | fp16 | off | auto."),
+    compile_model: bool = typer.Option(False, "--compile", rich_help_panel=MODEL,
+                                       help="torch.compile the video encoder (a warning, and no compiling, where no "
+                                            "compiler works)."),
     explain: bool = typer.Option(False, "--explain", rich_help_panel=OUTPUT,
                                  help="MBGF's gate weights (appearance, temporal, motion) per video."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", show_default=False, rich_help_panel=OUTPUT,
@@ -63,7 +66,7 @@ def predict(
         inputs=[str(p) for p in paths], checkpoint=path_text(checkpoint), pretrained=pretrained, model=model,
         frames=frames, input_size=input_size, labels=path_text(labels), classes=classes, prompts=prompts,
         top_k=top_k, views=views, batch_size=batch_size, workers=workers, device=device, decoder=decoder,
-        strict=strict, amp=amp, explain=explain, csv=path_text(csv_file), as_json=as_json,
+        strict=strict, amp=amp, compile=compile_model, explain=explain, csv=path_text(csv_file), as_json=as_json,
     )
     result, info = inference.predict(cfg)
     inference.print_predictions(result, info, cfg)
