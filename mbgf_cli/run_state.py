@@ -84,11 +84,12 @@ class RunState:
     # ------------------------------------------------------------------------------------------ files
 
     def save(self, kind: str = "last") -> Path:
-        """Checkpoint the run into ``OUT/<kind>``: ``last`` holds the weights and everything a resume
-        needs, ``best`` the weights and metrics. Every process calls it (each holds its own random
-        state); rank 0 writes, atomically, and the others wait so that nobody reads a half-written one."""
+        """Checkpoint the run into ``OUT/<kind>``: ``last`` (epoch ends, stops) and ``step`` (every
+        ``--save-every`` steps) hold the weights and everything a resume needs, ``best`` the weights and
+        metrics. Every process calls it (each holds its own random state); rank 0 writes, atomically, and
+        the others wait so that nobody reads a half-written one."""
         directory = self.out / kind
-        state = self.train_state() if kind == "last" else None
+        state = self.train_state() if kind in ("last", "step") else None
         if self.ctx.is_main:
             meta = {
                 "config": self.model.config.to_dict(),
@@ -193,23 +194,39 @@ def set_rng_state(per_rank: list[dict], ctx: distributed.Context) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-class StopFlag:
-    """``with StopFlag() as stop:`` a signal in ``SIGNALS`` sets ``stop.requested``; the run stops at the
-    next step boundary after saving a resumable checkpoint. A second one raises KeyboardInterrupt at
-    once. Outside the main thread signals are left alone."""
+# How a run stopped by a signal exits: Ctrl-C as shells expect (128 + SIGINT); a preemption (SIGTERM from
+# SLURM, Kubernetes or torchrun, SIGUSR1 ahead of a time limit) with EX_TEMPFAIL, which a requeue script
+# tests: a resumable checkpoint was written, run the same command again.
+EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 75
 
-    SIGNALS = (signal.SIGINT,)
+
+class StopFlag:
+    """``with StopFlag() as stop:`` a signal in ``SIGNALS`` sets ``stop.requested`` (and ``stop.signal``);
+    the run stops at the next step boundary after saving a resumable checkpoint. A second one raises
+    KeyboardInterrupt at once. Outside the main thread signals are left alone."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self):
         self.requested = False
+        self.signal: signal.Signals | None = None
         self._previous: dict = {}
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PREEMPTED if self.signal in (signal.SIGTERM, signal.SIGUSR1) else EXIT_INTERRUPTED
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        err_console.print("[yellow]Ctrl-C: stopping after this step and saving a resumable checkpoint "
-                          "(press again to stop at once)[/yellow]")
+        self.requested, self.signal = True, signal.Signals(signum)
+        if self.signal == signal.SIGINT:
+            err_console.print("[yellow]Ctrl-C: stopping after this step and saving a resumable checkpoint "
+                              "(press again to stop at once)[/yellow]")
+        else:
+            err_console.print(f"[yellow]{self.signal.name}: stopping after this step and saving a resumable "
+                              "checkpoint[/yellow]", highlight=False)
 
     def __enter__(self) -> StopFlag:
         for signum in self.SIGNALS:

@@ -10,6 +10,8 @@ Light on purpose (no torch): the command line reads it to build ``--help``.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -23,13 +25,43 @@ OPTIM = "Optimisation"
 RUN = "Run"
 
 
+@dataclass(frozen=True)
+class Range:
+    """The numbers an option accepts: ``low``/``high`` bounds (None: unbounded), each closed unless
+    ``*_open``. Every accepted number is finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def accepts(self, value) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        return f"{'below' if self.high_open else 'at most'} {self.high:g}"
+
+
+AT_LEAST_0, AT_LEAST_1, ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
+PROBABILITY = Range(0, 1)
+
+
 def option(default, *flags: str, help: str = "", panel: str = RUN, hidden: bool = False, path: bool = False,
-           none: str | None = None):
+           none: str | None = None, range: Range | None = None):
     """A config field that is also a command-line option. ``flags``: the option's names (the first is
     its name in messages; "--a/--b" for a switch); ``path``: given as a path on the command line;
-    ``none``: what a ``None`` recipe value means, for the help ("the backbone's")."""
+    ``none``: what a ``None`` recipe value means, for the help ("the backbone's"); ``range``: the
+    numbers it accepts, checked by :func:`check_ranges` before any work."""
     return field(default=default, metadata={"flags": flags, "help": help, "panel": panel, "hidden": hidden,
-                                            "path": path, "none": none})
+                                            "path": path, "none": none, "range": range})
 
 
 @dataclass
@@ -48,14 +80,16 @@ class TrainConfig:
     labels: str | None = option(None, "--labels", panel=DATA, path=True,
                                 help="id,name CSV (default ROOT/labels.csv, else the preset's).")
     decoder: str = option("auto", "--decoder", panel=DATA, help="auto | decord | pyav.")
-    workers: int | None = option(None, "--workers", panel=DATA, help="Loader processes per training process.")
+    workers: int | None = option(None, "--workers", panel=DATA, help="Loader processes per training process.",
+                                 range=AT_LEAST_0)
     strict: bool = option(False, "--strict", panel=DATA,
                           help="Stop at the first unreadable video instead of skipping it.")
     flip: bool | None = option(None, "--flip/--no-flip", panel=DATA,
                                help="Random horizontal flip (off for direction-sensitive data).")
     crop: str | None = option(None, "--crop", panel=DATA, help="Train crop: multiscale | random_resized | center.")
-    jitter: float | None = option(None, "--jitter", panel=DATA, help="Probability of colour jitter.")
-    gray: float | None = option(None, "--gray", panel=DATA, help="Probability of grayscale.")
+    jitter: float | None = option(None, "--jitter", panel=DATA, help="Probability of colour jitter.",
+                                  range=PROBABILITY)
+    gray: float | None = option(None, "--gray", panel=DATA, help="Probability of grayscale.", range=PROBABILITY)
     cache_decoded: bool | None = option(
         None, "--cache-decoded/--no-cache-decoded", panel=DATA,
         help="Decode every video once and keep the frames in memory (small datasets).")
@@ -63,9 +97,9 @@ class TrainConfig:
     model: str | None = option(None, "--model", "-m", panel=MODEL, help="Backbone: b32, b16, l14, tiny (random init).")
     variant: str | None = option(None, "--variant", panel=MODEL, help="clip (mean pooling), actionclip, xclip.")
     mbgf: bool = option(True, "--mbgf/--no-mbgf", panel=MODEL, help="Multi-Branch Gated Fusion.")
-    frames: int | None = option(None, "--frames", panel=MODEL, help="Frames per clip.")
+    frames: int | None = option(None, "--frames", panel=MODEL, help="Frames per clip.", range=AT_LEAST_1)
     input_size: int | None = option(None, "--input-size", panel=MODEL, help="Frame size in pixels.",
-                                    none="the backbone's")
+                                    none="the backbone's", range=AT_LEAST_1)
     pretrained: str | None = option(
         None, "--pretrained", panel=MODEL,
         help="CLIP weights: a name (ViT-B/16) or file (default: the backbone's; tiny has none).")
@@ -79,38 +113,54 @@ class TrainConfig:
     grad_checkpointing: bool = option(False, "--grad-checkpointing", panel=MODEL,
                                       help="Recompute activations in the backward pass (less memory).")
     # optimisation
-    epochs: int | None = option(None, "--epochs", panel=OPTIM, help="Passes over the train list.")
+    epochs: int | None = option(None, "--epochs", panel=OPTIM, help="Passes over the train list.", range=AT_LEAST_1)
     warmup_epochs: float | None = option(None, "--warmup-epochs", panel=OPTIM,
-                                         help="Epochs of linear warm-up before the cosine decay.")
-    lr: float | None = option(None, "--lr", panel=OPTIM, help="Peak learning rate of the CLIP weights.")
+                                         help="Epochs of linear warm-up before the cosine decay.", range=AT_LEAST_0)
+    lr: float | None = option(None, "--lr", panel=OPTIM, help="Peak learning rate of the CLIP weights.",
+                              range=ABOVE_0)
     new_lr_mult: float | None = option(None, "--new-lr-mult", panel=OPTIM,
-                                       help="Learning-rate factor of new modules (heads, X-CLIP parts, MBGF).")
-    min_lr_ratio: float | None = option(None, "--min-lr-ratio", panel=OPTIM, help="Cosine end as a fraction of --lr.")
+                                       help="Learning-rate factor of new modules (heads, X-CLIP parts, MBGF).",
+                                       range=AT_LEAST_0)
+    min_lr_ratio: float | None = option(None, "--min-lr-ratio", panel=OPTIM, help="Cosine end as a fraction of --lr.",
+                                        range=Range(0, 1))
     weight_decay: float | None = option(None, "--weight-decay", "--wd", panel=OPTIM,
-                                        help="AdamW weight decay (none on norms, biases, embeddings).")
+                                        help="AdamW weight decay (none on norms, biases, embeddings).",
+                                        range=AT_LEAST_0)
     batch_size: int | None = option(None, "--batch-size", "-b", panel=OPTIM,
-                                    help="Clips per process per forward pass.")
+                                    help="Clips per process per forward pass.", range=AT_LEAST_1)
     total_batch: int | None = option(
         None, "--total-batch", panel=OPTIM,
-        help="Clips per optimiser step over all processes (gradient accumulation makes up the rest).")
+        help="Clips per optimiser step over all processes (gradient accumulation makes up the rest).",
+        range=AT_LEAST_1)
     clip_grad: float | None = option(None, "--clip-grad", panel=OPTIM, help="Clip the gradient norm (0: off).",
-                                     none="off")
+                                     none="off", range=AT_LEAST_0)
     amp: str = option("auto", "--amp", panel=OPTIM,
                       help="Mixed precision: bf16, fp16 (with a grad scaler), off; auto: bf16 where the device "
                            "computes it natively (GPUs with bf16, CPUs with AMX or AVX-512 BF16; the tiny model "
                            "stays fp32 on a CPU), else off. The run's header says which and why.")
     label_smoothing: float | None = option(None, "--label-smoothing", panel=OPTIM,
-                                           help="Label smoothing of the cross-entropy.")
+                                           help="Label smoothing of the cross-entropy.", range=Range(0, 1, high_open=True))
     loss: str = option("ce", "--loss", panel=OPTIM, help="ce, or ce+kl (adds ActionCLIP's in-batch KL loss).")
-    mixup: float | None = option(None, "--mixup", panel=OPTIM, help="Mixup alpha (0: off).")
-    cutmix: float | None = option(None, "--cutmix", panel=OPTIM, help="Cutmix alpha (0: off).")
+    mixup: float | None = option(None, "--mixup", panel=OPTIM, help="Mixup alpha (0: off).", range=AT_LEAST_0)
+    cutmix: float | None = option(None, "--cutmix", panel=OPTIM, help="Cutmix alpha (0: off).", range=AT_LEAST_0)
     mixup_switch_prob: float = 0.5  # of a batch mixed, the chance it is cutmix (both on)
-    seed: int = option(0, "--seed", panel=OPTIM, help="Makes the run repeatable.")
+    seed: int = option(0, "--seed", panel=OPTIM, help="Makes the run repeatable.", range=AT_LEAST_0)
     # run
     out: str | None = option(None, "--output", "-o", "--out", path=True,
                              help="Output folder (default runs/<dataset>-<model>-<variant>[-mbgf]).")
-    resume: str | None = option(None, "--resume", path=True, help="Continue a run exactly from its last/ checkpoint.")
-    eval_every: int = option(1, "--eval-every", help="Validate every N epochs.")
+    resume: str | None = option(
+        "auto", "--resume", path=True,
+        help="auto: a run whose folder (--output) holds a run of this configuration continues it from its newest "
+             "checkpoint (another configuration is refused); or a run folder (or its last/ or step/) to continue.")
+    overwrite: bool = option(False, "--overwrite",
+                             help="Start again where --output holds a run: delete that run's own files first "
+                                  "(checkpoints, records, logs; nothing else).")
+    save_every: int | None = option(None, "--save-every", none="off", range=AT_LEAST_1,
+                                    help="Also checkpoint every N optimiser steps inside epochs (step/, the newest "
+                                         "kept): a killed run loses at most N steps.")
+    log: str | None = option(None, "--log", none="metrics.jsonl only",
+                             help="Live view besides metrics.jsonl: tensorboard, wandb, or tensorboard,wandb.")
+    eval_every: int = option(1, "--eval-every", help="Validate every N epochs.", range=AT_LEAST_1)
     device: str | None = option(None, "--device", help="cpu or cuda (default: cuda when available).")
     compile: bool = option(False, "--compile",
                            help="torch.compile the video encoder: faster steps after compiling at the start (a "
@@ -119,6 +169,8 @@ class TrainConfig:
     # hooks for tests (hidden options)
     inject_nan_at_step: int | None = option(None, "--inject-nan-at-step", hidden=True)  # a NaN loss at this step
     stop_at_step: int | None = option(None, "--stop-at-step", hidden=True)  # as if Ctrl-C came after this step
+    # SIGKILL the last process after this step, on torchrun's first attempt only (elastic restart tests)
+    kill_at_step: int | None = option(None, "--kill-at-step", hidden=True)
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -135,20 +187,61 @@ def flag(name: str) -> str:
 
 
 # Options that may change when resuming: they do not change what is computed.
-RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "compile")
-TEST_HOOKS = ("inject_nan_at_step", "stop_at_step")  # never carried over into a resumed run
+RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "log", "save_every", "compile")
+TEST_HOOKS = ("inject_nan_at_step", "stop_at_step", "kill_at_step")  # never carried over into a resumed run
+# What two configurations of one run may differ in: where it runs and what it writes besides its results.
+NOT_COMPARED = (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out", "overwrite")
+
+
+def explicit_resume(cfg: TrainConfig) -> bool:
+    """``--resume PATH`` (rather than the default ``auto``)."""
+    return cfg.resume not in (None, "auto")
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every number given, against the range its option declares: one line naming the option."""
+    for f in fields(cfg):
+        allowed, value = f.metadata.get("range"), getattr(cfg, f.name)
+        if allowed is None or value is None or isinstance(value, bool):
+            continue
+        if not allowed.accepts(value):
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise UserError(f"{flag(f.name)} must be {allowed.describe()}, not {shown}")
 
 
 def check_resume_options(cfg: TrainConfig) -> None:
-    """``--resume`` continues the saved run as it was: refuse options that would change what it computes."""
+    """``--resume PATH`` continues the saved run as it was: refuse options that would change what it computes."""
     if cfg.out is not None:
-        raise UserError(f"--resume writes into the resumed run's folder; leave out {flag('out')}")
+        raise UserError(f"--resume {cfg.resume} writes into that run's folder; leave out {flag('out')}")
     changed = [key for key in asdict(cfg) if key not in (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out")
                and getattr(cfg, key) != getattr(TrainConfig(), key)]
     if changed:
         raise UserError(f"--resume continues {cfg.resume} as it was saved, so it takes no "
                         f"{', '.join(flag(k) for k in changed)} (with --resume only "
                         f"{', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may be given)")
+
+
+def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
+    """``--config RUN/config.json``: the recorded configuration, with the options in ``given`` (the names
+    of those given on the command line) taken from ``cfg``. Returns it and the ``(name, recorded, given)``
+    differences. Where it runs (--output, --resume) and test hooks are not replayed."""
+    from mbgf_cli import run_folder
+
+    path = Path(path)
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"--config {path}: not a run's config.json ({' '.join(str(e).split())})") from None
+    known = {f.name for f in fields(TrainConfig)}
+    if not isinstance(recorded, dict) or not known & set(recorded):
+        raise UserError(f"--config {path}: not a run's config.json (no training options in it)")
+    recorded = {k: v for k, v in recorded.items() if k in known and k not in ("out", "resume", "overwrite", *TEST_HOOKS)}
+    values = {**cfg.to_dict(), **recorded, **{k: getattr(cfg, k) for k in given}}
+    differences = run_folder.config_differences({k: recorded[k] for k in given if k in recorded},
+                                                {k: values[k] for k in given if k in recorded})
+    return TrainConfig.from_dict(values), differences
 
 
 def resumed_config(cfg: TrainConfig, saved: dict, resume_dir: Path) -> TrainConfig:
@@ -180,21 +273,27 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise UserError(f"--loss must be 'ce' or 'ce+kl', not {cfg.loss!r}")
     if cfg.prompts not in ("all", "one"):
         raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
-    for name in ("epochs", "batch_size", "total_batch", "frames", "input_size"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise UserError(f"{flag(name)} must be at least 1")
-    if cfg.lr <= 0:
-        raise UserError("--lr must be positive")
+    check_ranges(cfg)  # the recipe's values too
     return cfg
 
 
 def default_out_dir(cfg: TrainConfig) -> str:
-    """``runs/<dataset>-<model>-<variant>[-mbgf]``, numbered (-2, -3, ...) when that one holds a run."""
+    """``runs/<dataset>-<model>-<variant>[-mbgf]``: the first of it and its numbered siblings (-2, -3, ...)
+    that is empty, or that holds a run of this very configuration (which then continues)."""
+    from mbgf_cli import run_folder
+
     recipe = recipe_of(cfg.dataset)
     model, variant = cfg.model or recipe["model"], cfg.variant or recipe["variant"]
     base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{model}-{variant}{'-mbgf' if cfg.mbgf else ''}"
+    wanted = resolve_config(cfg).to_dict()
     candidate, number = base, 1
     while Path(candidate).exists() and any(Path(candidate).iterdir()):
+        try:
+            recorded = run_folder.read_recorded_config(candidate)
+        except UserError:
+            recorded = None
+        if recorded is not None and not run_folder.config_differences(recorded, wanted, ignore=NOT_COMPARED):
+            break
         number += 1
         candidate = f"{base}-{number}"
     return candidate

@@ -8,18 +8,22 @@ restored from ``--resume``. ``train_epoch`` runs optimiser steps (forward, loss,
 over micro-batches, clip, step) to the end of the epoch or until a stop is agreed; ``end_epoch``
 evaluates on val, saves best/ and last/ and logs the epoch (metrics.jsonl, the table).
 
-Runs alone or under ``torchrun`` (DistributedDataParallel; rank 0 prints and writes). A stop (Ctrl-C,
-``--stop-at-step``) saves a resumable ``last/`` with its position inside the epoch and raises
-:class:`TrainingInterrupted`; ``--resume`` continues from it and gives the same numbers as a run that
-never stopped.
+Runs alone or under ``torchrun`` (DistributedDataParallel, one machine or several; rank 0 prints and
+writes). The run folder is the unit (``mbgf_cli/run_folder.py``): rank 0 locks it for the run, and a
+start into a folder holding a run of the same configuration continues it from its newest checkpoint
+(``last/`` at epoch ends, ``step/`` every ``--save-every`` steps), so torchrun's ``--max-restarts``
+makes a run survive a lost worker. A stop (Ctrl-C, SIGTERM, SIGUSR1, ``--stop-at-step``) saves a
+resumable ``last/`` with its position inside the epoch and raises :class:`TrainingInterrupted`; the
+resumed run gives the same numbers as one that never stopped.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import random
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -27,8 +31,9 @@ from pathlib import Path
 
 import torch
 
+from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
-from mbgf_cli import checkpoint, distributed, presets
+from mbgf_cli import checkpoint, distributed, presets, run_folder, tracking
 from mbgf_cli.compilation import compile_video_model
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.data import VideoDataset, build_loader, read_labels, read_video_list
@@ -37,16 +42,26 @@ from mbgf_cli.evaluation import evaluate_loader
 from mbgf_cli.fileio import atomic_write_json
 from mbgf_cli.frame_cache import CachedVideoDataset
 from mbgf_cli.precision import autocast_context, choose_amp
-from mbgf_cli.run_state import RunState, StopFlag, seed_everything
-from mbgf_cli.train_config import TrainConfig, default_out_dir, flag, resolve_config, resumed_config
+from mbgf_cli.run_state import EXIT_INTERRUPTED, RunState, StopFlag, seed_everything
+from mbgf_cli.train_config import (
+    NOT_COMPARED,
+    TrainConfig,
+    default_out_dir,
+    explicit_resume,
+    flag,
+    resolve_config,
+    resumed_config,
+)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or ``stop_at_step``): a resumable ``last/`` was written before stopping."""
+    """A stop (a signal, or ``stop_at_step``): a resumable ``last/`` was written before stopping.
+    ``exit_code``: 130 after Ctrl-C, 75 after SIGTERM/SIGUSR1 (preempted: run the same command again)."""
 
-    def __init__(self, checkpoint_dir: Path):
-        super().__init__(f"interrupted; resume with: mbgf train --resume {checkpoint_dir}")
-        self.checkpoint_dir = checkpoint_dir
+    def __init__(self, run_dir: Path, exit_code: int = EXIT_INTERRUPTED, cause: str = "interrupted"):
+        super().__init__(f"{cause}; resume with: mbgf train --resume {run_dir} (or the same command again)")
+        self.checkpoint_dir = run_dir / "last"
+        self.exit_code = exit_code
 
 
 class TrainingDiverged(UserError):
@@ -60,22 +75,23 @@ class TrainingDiverged(UserError):
 
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume) a run; returns the summary (also written to ``OUT/summary.json``)."""
-    if cfg.out is None and not cfg.resume:
+    if cfg.out is None and not explicit_resume(cfg):
         # chosen before the processes meet (setup waits for all of them): every one picks the same folder
         cfg = replace(cfg, out=default_out_dir(cfg))
     ctx = distributed.setup(cfg.device)
     try:
-        run = start_run(cfg, ctx)
-        with run.stop, progress() as bar:
-            if run.cfg.cache_decoded:
-                run.data.fill_caches(bar)
-            for _ in range(run.state.epoch, run.cfg.epochs):
-                train_epoch(run, bar)
-                if not run.stopping:
-                    end_epoch(run, bar)
-                if run.stopping or run.stop.requested:
-                    interrupt(run)
-        return finish_run(run)
+        with contextlib.ExitStack() as held:  # the run folder's lock and the tracker, released on any exit
+            run = start_run(cfg, ctx, held)
+            with run.stop, progress() as bar:
+                if run.cfg.cache_decoded:
+                    run.data.fill_caches(bar)
+                for _ in range(run.state.epoch, run.cfg.epochs):
+                    train_epoch(run, bar)
+                    if not run.stopping:
+                        end_epoch(run, bar)
+                    if run.stopping or run.stop.requested:
+                        interrupt(run)
+            return finish_run(run)
     finally:
         distributed.cleanup()
 
@@ -96,6 +112,8 @@ class Run:
     schedule: Schedule
     state: RunState
     started: float  # time.perf_counter() when the invocation began
+    tracker: tracking.Tracker  # metrics.jsonl, and TensorBoard / W&B with --log (rank 0; a no-op elsewhere)
+    last_result: object = None  # the latest evaluation (its confusion matrix goes to the tracker at the end)
     stop: StopFlag = field(default_factory=StopFlag)
     table: EpochTable = field(default_factory=lambda: EpochTable())
     log_lines: bool = field(default_factory=lambda: not err_console.is_terminal)  # no live bar: print lines
@@ -103,19 +121,22 @@ class Run:
     precision: str = ""  # what --amp chose and why, for the header
 
 
-def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
+def start_run(cfg: TrainConfig, ctx: distributed.Context, held: contextlib.ExitStack) -> Run:
     """Everything before the first step, in the order that makes a run repeatable."""
     started = time.perf_counter()
-    # A resumed run is the saved run; only options that change nothing computed may differ.
+    # --resume PATH: the saved run; only options that change nothing computed may differ.
     saved = None
-    if cfg.resume:
-        resume_dir = checkpoint.resolve_directory(cfg.resume)
+    if explicit_resume(cfg):
+        _, resume_dir = run_folder.resolve_resume(cfg.resume)
         saved = checkpoint.load_train_state(resume_dir)
         cfg = resumed_config(cfg, saved["config"], resume_dir)
     else:
         cfg = resolve_config(cfg)
+    backends = tracking.parse_backends(cfg.log)
+    tracking.check_available(backends)
     files = find_data(cfg, ctx)  # data problems surface here, before any weights are read
-    out = open_run_folder(cfg, ctx)
+    cfg, saved = open_run_folder(cfg, ctx, saved, held)  # --resume auto: the run the folder holds, if any
+    out = Path(cfg.out)
     device = ctx.device
 
     # Randomness: the data's is a function of (seed, epoch, video index), whatever the number of
@@ -151,7 +172,11 @@ def start_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
         if ctx.is_main:
             err_console.print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}/"
                               f"{schedule.steps_per_epoch}", highlight=False)
-    run = Run(cfg, ctx, out, model, data, class_tokens, optimizer, scaler, autocast, schedule, state, started)
+    tracker = tracking.open_tracker(out, backends, cfg.to_dict(), history=state.history, iteration=state.iteration,
+                                    is_main=ctx.is_main)
+    held.callback(tracker.close)
+    run = Run(cfg, ctx, out, model, data, class_tokens, optimizer, scaler, autocast, schedule, state, started,
+              tracker)
     run.precision = precision
     describe_run(run)
     return run
@@ -188,6 +213,12 @@ def train_epoch(run: Run, bar) -> None:
         state.step_done(loss_value, cfg.total_batch, now - clock)
         clock = now
         show_step(run, bar, task, loss_value, lr_factor)
+        run.tracker.log_step(state.iteration, loss=loss_value, lr=cfg.lr * lr_factor,
+                             clips_per_s=state.sums["clips"] / max(state.sums["seconds"], 1e-9))
+        if cfg.save_every and state.iteration % cfg.save_every == 0 and state.step < schedule.steps_per_epoch:
+            state.save("step")  # inside the epoch (its end saves last/)
+        if cfg.kill_at_step == state.iteration:
+            kill_for_test(run)
         if stop_votes > 0 or cfg.stop_at_step == state.iteration:  # interrupted: all processes stop here
             run.stopping = True
             break
@@ -264,28 +295,35 @@ def show_step(run: Run, bar, task, loss_value: float, lr_factor: float) -> None:
 
 
 def end_epoch(run: Run, bar) -> None:
-    """Evaluate on val (every ``--eval-every`` epochs and after the last), checkpoint best/ (when it
-    improved) and last/, log the epoch."""
+    """Evaluate on val (every ``--eval-every`` epochs and after the last), log the epoch, checkpoint
+    best/ (when it improved) and last/. The epoch's metrics.jsonl row is on disk before last/ moves on,
+    so a kill at any moment leaves a row for every checkpointed epoch (a resume rewrites the file from
+    the checkpoint's history, dropping a row that no checkpoint holds)."""
     cfg, state, data = run.cfg, run.state, run.data
     epoch = state.epoch + 1
     record = state.epoch_record(lr=cfg.lr * run.schedule.lr_factor(state.iteration - 1))
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        has_gates = getattr(state.model, "mbgf", None) is not None
         result = evaluate_loader(run.model, data.val_loader, run.class_tokens, len(data.val_set), data.val_labels,
-                                 run.ctx.device, autocast=run.autocast, bar=bar, description=f"val {epoch}/{cfg.epochs}")
+                                 run.ctx.device, autocast=run.autocast, explain=has_gates, bar=bar,
+                                 description=f"val {epoch}/{cfg.epochs}")
         record.update(result.numbers())
+        if result.gates is not None and result.videos:  # MBGF's mean gate weight per branch
+            record["gates"] = {branch: float(g) for branch, g in
+                               zip(BRANCHES, result.gates[result.evaluated].double().mean(dim=0), strict=True)}
+        run.last_result = result
     improved = state.end_epoch(record, skipped_train=len(data.train_set.failures()))
+    run.tracker.log_epoch(record)
     if improved:
         state.save("best")
     state.save("last")
-    log_epoch(run, record)
+    show_epoch(run, record)
 
 
-def log_epoch(run: Run, record: dict) -> None:
-    """An epoch's record: a line of metrics.jsonl and a row of the table (rank 0)."""
+def show_epoch(run: Run, record: dict) -> None:
+    """An epoch's row of the table, and what was skipped (rank 0)."""
     if not run.ctx.is_main:
         return
-    with open(run.out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
     run.table.add(record, run.cfg.epochs)
     for dataset, name in ((run.data.train_set, "train"), (run.data.val_set, "val")):
         line = dataset.skipped_summary(run.out / f"skipped_{name}.txt")
@@ -297,10 +335,21 @@ def interrupt(run: Run):
     """The one way a run stops early: a resumable last/ at the position reached, then TrainingInterrupted."""
     if run.state.saved_at != run.state.position:
         run.state.save("last")
-    raise TrainingInterrupted(run.out / "last")
+    received = run.stop.signal
+    cause = "interrupted" if received in (None, signal.SIGINT) else f"stopped by {received.name}"
+    raise TrainingInterrupted(run.out, run.stop.exit_code, cause)
+
+
+def kill_for_test(run: Run) -> None:
+    """``--kill-at-step``: the last process dies by SIGKILL, as a lost worker does, on torchrun's first
+    attempt only (so that the restarted group runs through)."""
+    if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0" and run.ctx.rank == run.ctx.world_size - 1:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def finish_run(run: Run) -> dict:
+    if run.last_result is not None:
+        run.tracker.log_confusion(run.last_result.confusion(), run.state.class_names, run.state.iteration)
     summary = run.state.summary()
     summary["wall_seconds"] = time.perf_counter() - run.started  # this invocation, data preparation included
     if run.ctx.is_main:
@@ -343,17 +392,60 @@ def find_data(cfg: TrainConfig, ctx: distributed.Context) -> DataFiles:
     return DataFiles(root, *lists, label_file, class_names)
 
 
-def open_run_folder(cfg: TrainConfig, ctx: distributed.Context) -> Path:
-    """The output folder, made by rank 0, with config.json (every setting of the run, presets filled in)."""
+def open_run_folder(cfg: TrainConfig, ctx: distributed.Context, saved: dict | None,
+                    held: contextlib.ExitStack) -> tuple[TrainConfig, dict | None]:
+    """Take the run folder for this run: rank 0 locks it (held until the run ends), removes what killed
+    writers left, and decides where the run starts (:func:`choose_start`); every process then loads the
+    checkpoint it continues from. Returns the config (``resume``: that checkpoint) and its training state."""
     out = Path(cfg.out)
-    if not cfg.resume and (out / "last").exists():
-        raise UserError(f"{out}: holds a run already (last/); resume it with --resume {out / 'last'}, "
-                        f"or choose another {flag('out')}")
+    decision = None
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", cfg.to_dict())
-    distributed.barrier()
-    return out
+        try:
+            held.enter_context(run_folder.RunLock(out))
+            run_folder.remove_stale_temporaries(out)
+            decision = {"resume": cfg.resume if saved is not None else choose_start(cfg, out)}
+            if decision["resume"] is None or not (out / "config.json").is_file():
+                atomic_write_json(out / "config.json", cfg.to_dict())  # every setting, presets filled in
+        except UserError as e:  # every process stops with the same message
+            decision = {"error": str(e)}
+    decision = distributed.broadcast_object(decision)
+    if "error" in decision:
+        raise UserError(decision["error"])
+    if saved is None and decision["resume"] is not None:
+        saved = checkpoint.load_train_state(decision["resume"])
+        cfg = replace(cfg, resume=decision["resume"])
+    elif saved is None:
+        cfg = replace(cfg, resume=None)
+    return cfg, saved
+
+
+def choose_start(cfg: TrainConfig, out: Path) -> str | None:
+    """``--resume auto``: the checkpoint to continue from, None to start afresh. A folder holding any trace
+    of a run is that run: continued when its configuration is this one, refused otherwise; ``--overwrite``
+    first deletes the run's own files."""
+    if cfg.overwrite:
+        removed = run_folder.overwrite(out)
+        if removed:
+            err_console.print(f"--overwrite: removed {', '.join(removed)} from {out}", highlight=False)
+        return None
+    found = run_folder.traces(out)
+    if not found:
+        return None
+    newest = run_folder.newest_checkpoint(out)
+    recorded = run_folder.read_recorded_config(out)
+    if recorded is None and newest is not None:
+        recorded = checkpoint.load_train_state(newest)["config"]
+    if recorded is not None:
+        differences = run_folder.config_differences(recorded, cfg.to_dict(), ignore=NOT_COMPARED)
+        if differences:
+            raise run_folder.refuse_other_configuration(out, differences)
+    if newest is not None:
+        return str(newest)
+    if found == ["config.json"]:  # started, but stopped before its first checkpoint: nothing to lose
+        return None
+    shown = ", ".join(name + ("/" if (out / name).is_dir() else "") for name in found)
+    raise UserError(f"{out} holds a run already ({shown}) but no last/ or step/ checkpoint to continue it from; "
+                    f"start it again with --overwrite, or choose another {flag('out')}")
 
 
 def build_model(cfg: TrainConfig, device: torch.device):
@@ -577,3 +669,5 @@ def describe_run(run: Run) -> None:
         f"{schedule.steps_per_epoch} steps/epoch, {cfg.epochs} epochs -> {cfg.out}", highlight=False)
     compiled = "; --compile: the video encoder is compiled at its first use" if cfg.compile else ""
     err_console.print(f"precision: {run.precision}{compiled}", highlight=False, soft_wrap=True)
+    for note in run.tracker.notes():
+        err_console.print(note, highlight=False)

@@ -53,7 +53,7 @@ def test_a_second_run_into_the_same_folder_is_refused(toy_dataset, tmp_path, cap
     code, _, stderr = run_cli(["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--out", out],
                               capsys)
     assert code == 2
-    assert "holds a run already" in stderr and "--resume" in stderr
+    assert "holds a run already" in stderr and "--overwrite" in stderr
 
 
 def test_no_dataset_is_a_one_line_error(capsys):

@@ -81,10 +81,10 @@ def fewshot(
     try:
         with _results_to_stderr():  # each run's epoch tables are progress here; stdout is the table (or JSON)
             outcome = engine.run_fewshot(cfg, on_run=announce)
-    except training.TrainingInterrupted:
+    except training.TrainingInterrupted as e:
         err_console.print(f"[yellow]interrupted; run the same command again to resume ({out})[/yellow]",
                           highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(e.exit_code) from None
 
     if as_json:
         import json

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from mbgf_cli import presets
 from mbgf_cli.commands.options import config_options
 from mbgf_cli.console import console, err_console
 from mbgf_cli.errors import UserError
-from mbgf_cli.train_config import RUN, TrainConfig, check_resume_options
+from mbgf_cli.train_config import (
+    RUN,
+    TrainConfig,
+    check_ranges,
+    check_resume_options,
+    explicit_resume,
+    replay_config,
+)
 
 # The defaults the help shows for options the preset's recipe sets.
 RECIPES = (("X-CLIP's", presets.XCLIP_RECIPE), ("synthetic", presets.SYNTHETIC_RECIPE))
@@ -16,6 +26,10 @@ RECIPES = (("X-CLIP's", presets.XCLIP_RECIPE), ("synthetic", presets.SYNTHETIC_R
 
 @config_options(TrainConfig, recipes=RECIPES)
 def train(
+    context: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", rich_help_panel=RUN, show_default=False,
+                                          help="Replay a run's recorded configuration (RUN/config.json); options "
+                                               "given on the line override it."),
     as_json: bool = typer.Option(False, "--json", rich_help_panel=RUN, help="Print the summary as JSON."),
     **options,
 ):
@@ -27,7 +41,16 @@ def train(
     from mbgf_cli import training
 
     cfg = TrainConfig(**options)
-    if cfg.resume is not None:
+    if config is not None:
+        # the options typed on the line (a default, even one equal to the recorded value, replays nothing)
+        given = [name for name in options if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        cfg, differences = replay_config(config, cfg, given)
+        from mbgf_cli.run_folder import describe_differences
+
+        err_console.print(f"replaying {config}" + (f"; differs from the recorded: {describe_differences(differences)}"
+                                                   if differences else ", as recorded"), highlight=False)
+    check_ranges(cfg)  # every number given, before any work
+    if explicit_resume(cfg):
         check_resume_options(cfg)
     elif cfg.dataset is None and cfg.root is None:
         raise UserError("give --dataset (k400, ucf101, hmdb51, synthetic) or --root DIR; "
@@ -36,7 +59,7 @@ def train(
         summary = training.train(cfg)
     except training.TrainingInterrupted as e:
         err_console.print(f"[yellow]{e}[/yellow]", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(e.exit_code) from None
     if as_json:
         import json
 
