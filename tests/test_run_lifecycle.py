@@ -287,3 +287,16 @@ def test_a_worker_killed_mid_epoch_under_torchrun_max_restarts_ends_with_the_uni
     assert "resuming" in elastic.stderr and "at epoch 2, step 2/6" in " ".join(elastic.stderr.split())
     assert without_timing(read_metrics(tmp_path / "elastic")) == without_timing(read_metrics(tmp_path / "uninterrupted"))
     assert _max_difference(tmp_path / "elastic" / "last", tmp_path / "uninterrupted" / "last") == 0.0
+
+
+def test_the_default_output_folder_is_the_one_holding_this_run_else_the_next_free_one(tmp_path, monkeypatch):
+    from mbgf_cli.train_config import TrainConfig, default_out_dir, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3)
+    base = "runs/synthetic-tiny-clip-mbgf"
+    assert default_out_dir(cfg) == base  # nothing there yet
+    (tmp_path / base).mkdir(parents=True)
+    (tmp_path / base / "config.json").write_text(json.dumps(resolve_config(cfg).to_dict()))
+    assert default_out_dir(cfg) == base  # `mbgf train --dataset synthetic` again continues its run
+    assert default_out_dir(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=4)) == base + "-2"
