@@ -187,15 +187,28 @@ def check_views_fit(views: tuple[int, int], batch_size: int, frames: int, input_
     half the memory available now: such a run would only end when the machine runs out of memory."""
     clips, crops = views
     need = batch_size * clips * crops * frames * 3 * input_size * input_size * 4
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # no such figure on this system: nothing to compare with
-        return
-    if need > available / 2:
+    available = available_memory()
+    if available is not None and need > available / 2:
         raise UserError(f"--views {text or f'{clips}x{crops}'}: {clips * crops} views of {frames}x{input_size}x"
                         f"{input_size} frames x --batch-size {batch_size} take {need / 2**30:.1f} GiB of memory for "
                         f"the input alone, more than half of the {available / 2**30:.1f} GiB available; use fewer "
                         "views or a smaller --batch-size")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can get now (the kernel's MemAvailable: free plus reclaimable
+    cache), None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
