@@ -2,9 +2,10 @@
 
 ``--amp auto`` runs in bf16 where the device multiplies bf16 matrices natively and in full precision
 elsewhere: CUDA GPUs with native bf16 (Ampere and later), CPUs with AMX-BF16 or AVX-512 BF16 units
-(where oneDNN's bf16 kernels beat fp32 ones); older CPUs emulate bf16 and would only slow down. On a
-CPU the tiny backbone stays in fp32 even so: its matrices are too small for the bf16 kernels to win
-back the casts around them. ``choose_amp`` also says why, for the run's header.
+(where oneDNN's bf16 kernels beat fp32 ones); older CPUs emulate bf16 and would only slow down. One
+exception: the tiny backbone trains in fp32 on a CPU even so (its matrices are too small for the bf16
+kernels to win back what the backward pass adds in casts; its inference still gains from bf16).
+``choose_amp`` also says why, for the run's header.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import nullcontext
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-SMALL_MODELS = ("tiny",)  # backbones slower in bf16 than in fp32 on a CPU (benchmarks/train_step.py, inference.py)
+SMALL_MODELS = ("tiny",)  # backbones whose training step is slower in bf16 on a CPU (benchmarks/train_step.py)
 
 
 def cpu_bf16_units() -> str | None:
@@ -44,9 +45,10 @@ def cuda_native_bf16(device: torch.device) -> bool:
     return major >= 8
 
 
-def choose_amp(amp: str, device: torch.device, model: str | None = None) -> tuple[torch.dtype | None, str]:
-    """``--amp`` on ``device`` for the backbone ``model`` (b16, tiny, ...; None: not known) as (autocast
-    dtype or ``None`` for full precision, the reason in words), e.g.
+def choose_amp(amp: str, device: torch.device, model: str | None = None,
+               training: bool = False) -> tuple[torch.dtype | None, str]:
+    """``--amp`` on ``device`` for the backbone ``model`` (b16, tiny, ...; None: not known), to train it
+    or to run it, as (autocast dtype or ``None`` for full precision, the reason in words), e.g.
     ``(torch.bfloat16, "bf16 (CPU has AVX-512 BF16)")``."""
     if amp not in AMP_CHOICES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_CHOICES)}, not {amp!r}")
@@ -63,8 +65,8 @@ def choose_amp(amp: str, device: torch.device, model: str | None = None) -> tupl
         return None, "fp32 (GPU without native bf16; --amp fp16 to force half precision)"
     if device.type == "cpu":
         units = cpu_bf16_units()
-        if units and model in SMALL_MODELS:
-            return None, f"fp32 (CPU has {units}, but the {model} model runs faster in fp32)"
+        if units and training and model in SMALL_MODELS:
+            return None, f"fp32 (CPU has {units}, but the {model} model trains faster in fp32)"
         if units:
             return torch.bfloat16, f"bf16 (CPU has {units})"
         return None, "fp32 (CPU without AMX or AVX-512 BF16: bf16 would be emulated, slower)"

@@ -154,7 +154,7 @@ def start_run(cfg: TrainConfig, ctx: distributed.Context, held: contextlib.ExitS
     # step on GPUs, multi-tensor updates on CPUs.
     optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
-    amp_dtype, precision = choose_amp(cfg.amp, device, raw_model.config.model)
+    amp_dtype, precision = choose_amp(cfg.amp, device, raw_model.config.model, training=True)
     autocast = autocast_context(amp_dtype, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if cfg.compile:
