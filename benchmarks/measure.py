@@ -60,12 +60,23 @@ def describe_device(device: str) -> dict:
     """The machine as the figures depend on it: device, threads, bf16 units, what --amp auto picks."""
     _, amp_auto = choose_amp("auto", torch.device(device))
     info = {"device": device, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(),
             "cpu_bf16_units": cpu_bf16_units(), "amp_auto": amp_auto,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def synchronize(device: str) -> None:
