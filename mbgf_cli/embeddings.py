@@ -446,8 +446,8 @@ def print_search(result: SearchResult, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(result.to_json()))
         return
-    what = f"{result.query!r}" if result.query is not None else f"videos like {result.like}"
-    table = Table(title=f"{escape(what)} in {escape(result.embeddings)}", title_justify="left")
+    what = f"{result.query!r}" if result.query is not None else f"like {result.like}"
+    table = Table(title=escape(what), title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("video", overflow="fold")
     table.add_column("similarity", justify="right")

@@ -104,6 +104,9 @@ def collect_videos(inputs: Iterable, strict: bool = False) -> VideoInputs:
             add(item, None)
     if not collected.videos:
         raise UserError(f"no videos found in {', '.join(given)} (looked for {' '.join(VIDEO_EXTENSIONS)})")
+    if not any(os.path.exists(video) for video in collected.videos):
+        named = ", ".join(collected.videos[:3]) + (" ..." if len(collected.videos) > 3 else "")
+        raise UserError(f"{named}: no such file{'s' if len(collected.videos) > 1 else ''} (nothing to run on)")
     return collected
 
 
