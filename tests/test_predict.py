@@ -151,6 +151,8 @@ def test_broken_and_missing_videos_are_listed_and_counted(colour, tmp_path, caps
     assert code == 2 and "cut.mp4: cannot read video" in stderr and "Traceback" not in stderr
     code, _, stderr = run_cli(["predict", missing, "-c", checkpoint, "--strict"], capsys)
     assert code == 2 and f"{missing}: no such file" in stderr
+    code, _, stderr = run_cli(["predict", missing, "-c", checkpoint], capsys)  # nothing at all to run on
+    assert code == 2 and "no such file (nothing to run on)" in " ".join(stderr.split())
 
 
 def test_explain_gives_the_mbgf_gate_of_each_video(colour, capsys):
