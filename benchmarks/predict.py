@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mbgf_cli.console import console  # noqa: E402
 from mbgf_cli.data import FrameSampler, read_frames  # noqa: E402
-from mbgf_cli.evaluation import parse_views  # noqa: E402
-from mbgf_cli.inference import FileSource, Predictor, chunks, collect_videos, default_workers  # noqa: E402
+from mbgf_cli.inference import FileSource, Predictor, chunks, collect_videos, default_workers, parse_views  # noqa: E402
 
 
 class DecodeOnly(Dataset):

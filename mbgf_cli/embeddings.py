@@ -47,6 +47,7 @@ from mbgf_cli.inference import (
     embed_views,
     load_model,
     parse_classes,
+    parse_views,
     read_class_names,
 )
 
@@ -156,8 +157,6 @@ class EmbedSummary:
 
 def embed(cfg: EmbedConfig) -> EmbedSummary:
     """Run ``mbgf embed``: check everything a user can get wrong, then embed shard by shard and merge."""
-    from mbgf_cli.evaluation import parse_views
-
     views = parse_views(cfg.views)
     for option, value in (("--batch-size", cfg.batch_size), ("--shard-size", cfg.shard_size)):
         if value < 1:

@@ -172,14 +172,7 @@ class EvalConfig:
     as_json: bool = False
 
 
-def parse_views(text: str) -> tuple[int, int]:
-    try:
-        clips, crops = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--views {text!r}: expected CLIPSxCROPS, e.g. 1x1 or 4x3") from None
-    if clips < 1 or crops not in (1, 3):
-        raise UserError(f"--views {text!r}: clips must be at least 1 and crops 1 or 3")
-    return clips, crops
+parse_views = inference.parse_views  # --views CLIPSxCROPS, the syntax of every inference command
 
 
 def check_views_fit(views: tuple[int, int], batch_size: int, frames: int, input_size: int, text: str | None) -> None:

@@ -344,6 +344,17 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+def parse_views(text: str) -> tuple[int, int]:
+    """``--views CLIPSxCROPS`` (``4x3``: 4 temporal clips x 3 spatial crops) as ``(clips, crops)``."""
+    try:
+        clips, crops = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--views {text!r}: expected CLIPSxCROPS, e.g. 1x1 or 4x3") from None
+    if clips < 1 or crops not in (1, 3):
+        raise UserError(f"--views {text!r}: clips must be at least 1 and crops 1 or 3")
+    return clips, crops
+
+
 def available_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -779,7 +790,6 @@ class PredictConfig:
 def predict(cfg: PredictConfig) -> tuple[Predictions, dict]:
     """Run ``mbgf predict``: every check that a user can fail happens before the model runs."""
     from mbgf_cli.console import progress
-    from mbgf_cli.evaluation import parse_views
 
     views = parse_views(cfg.views)
     _positive(cfg.top_k, "--top-k")
