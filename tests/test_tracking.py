@@ -153,6 +153,9 @@ def test_wandb_logs_offline_without_credentials_and_a_resumed_run_continues_it(t
     (note,) = tracker.notes()
     assert note.startswith("W&B: offline; upload with: wandb sync ")
     tracker.close()
+    import wandb
+
+    wandb.teardown()  # what the end of the process does: the W&B service has written the whole run file
 
     history = _wandb_history(run_dir)
     by_step = {row["_step"]: row for row in history}
