@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
 from mbgf_cli.console import console, err_console
+from mbgf_cli.data.annotations import read_text
 from mbgf_cli.errors import UserError, at
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
@@ -122,7 +123,7 @@ def _videos_under(folder: Path) -> list[Path]:
 
 def read_path_list(path: Path) -> list[tuple[str, int | None]]:
     """``[(video, label or None), ...]`` from a list file: ``path/to/video.mp4 [label]`` per line."""
-    text = _read_text(path)
+    text = read_text(path)
     entries = []
     for line, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
@@ -144,16 +145,6 @@ def read_path_list(path: Path) -> list[tuple[str, int | None]]:
     return entries
 
 
-def _read_text(path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
 # --------------------------------------------------------------------------------------------------
 # Class names: the checkpoint's, a file, or free text
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +163,7 @@ def read_class_names(path) -> list[str]:
     """Class names from a labels file: ``id,name`` CSV (labels.csv), or one name a line."""
     from mbgf_cli.data import read_labels
 
-    text = _read_text(path)
+    text = read_text(path)
     lines = [line.strip() for line in text.splitlines()]
     first = next((line for line in lines if line and not line.startswith("#")), None)
     if first is None:

@@ -19,7 +19,7 @@ from typing import Optional, Union, get_args, get_origin, get_type_hints
 import typer
 from typer.core import TyperCommand
 
-from mbgf_cli.train_config import TrainConfig
+from mbgf_cli.train_config import DATA, MODEL, TrainConfig
 
 # Help panels of options that are not a config's.
 PROTOCOL = "Protocol"
@@ -137,3 +137,34 @@ class ListOptionsCommand(TyperCommand):
 def list_options_command(*flags: str) -> type[ListOptionsCommand]:
     """The command class (``app.command(cls=...)``) for a command whose ``flags`` take several values."""
     return type("ListOptionsCommand", (ListOptionsCommand,), {"list_options": flags})
+
+
+# ------------------------------------------------------------------------------------------------
+# Options of the commands that run a model over videos (predict, embed): declared once here
+# ------------------------------------------------------------------------------------------------
+
+INFER_CHECKPOINT = typer.Option(None, "--checkpoint", "-c", show_default=False, rich_help_panel=MODEL,
+                                help="An mbgf checkpoint folder, or any file `mbgf convert` reads.")
+INFER_PRETRAINED = typer.Option(None, "--pretrained", show_default=False, rich_help_panel=MODEL,
+                                help="Zero-shot CLIP instead: a name (ViT-B/16) or an OpenAI-format file.")
+INFER_MODEL = typer.Option(None, "--model", show_default=False, rich_help_panel=MODEL,
+                           help="Zero-shot: the backbone, when the weights do not tell.")
+INFER_FRAMES = typer.Option(None, "--frames", show_default=False, rich_help_panel=MODEL,
+                            help="Zero-shot: frames per view (default 8).")
+INFER_INPUT_SIZE = typer.Option(None, "--input-size", show_default=False, rich_help_panel=MODEL,
+                                help="Zero-shot: frame size (default the backbone's).")
+INFER_VIEWS = typer.Option("1x1", "--views", rich_help_panel=DATA,
+                           help="CLIPSxCROPS per video, as in mbgf eval (e.g. 4x3; the views are averaged).")
+INFER_BATCH_SIZE = typer.Option(8, "--batch-size", "-b", rich_help_panel=DATA,
+                                help="Videos per forward pass (x views).")
+INFER_WORKERS = typer.Option(None, "--workers", show_default=False, rich_help_panel=DATA,
+                             help="Decoding processes (default: min(4, CPU threads)).")
+INFER_DECODER = typer.Option("auto", "--decoder", rich_help_panel=DATA, help="auto | decord | pyav.")
+INFER_STRICT = typer.Option(False, "--strict", rich_help_panel=DATA,
+                            help="Stop at the first unreadable video instead of skipping it.")
+INFER_DEVICE = typer.Option(None, "--device", show_default=False, rich_help_panel=MODEL,
+                            help="cpu or cuda (default: cuda when available).")
+INFER_AMP = typer.Option("auto", "--amp", rich_help_panel=MODEL, help="bf16 | fp16 | off | auto.")
+INFER_COMPILE_MODEL = typer.Option(False, "--compile", rich_help_panel=MODEL,
+                                   help="torch.compile the video encoder (a warning, and no compiling, where no "
+                                        "compiler works).")

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from mbgf_cli.commands import options
 from mbgf_cli.commands.options import path_text
 
 MODEL = "Model"
@@ -19,16 +20,11 @@ def predict(
     paths: list[Path] = typer.Argument(..., show_default=False, metavar="PATH...",
                                        help="Video files, folders (searched recursively) or list files (.txt: a "
                                             "path a line, optionally a label)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", show_default=False, rich_help_panel=MODEL,
-                                              help="An mbgf checkpoint folder, or any file `mbgf convert` reads."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", show_default=False, rich_help_panel=MODEL,
-                                             help="Zero-shot CLIP instead: a name (ViT-B/16) or an OpenAI-format file."),
-    model: Optional[str] = typer.Option(None, "--model", show_default=False, rich_help_panel=MODEL,
-                                        help="Zero-shot: the backbone, when the weights do not tell."),
-    frames: Optional[int] = typer.Option(None, "--frames", show_default=False, rich_help_panel=MODEL,
-                                         help="Zero-shot: frames per view (default 8)."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", show_default=False, rich_help_panel=MODEL,
-                                             help="Zero-shot: frame size (default the backbone's)."),
+    checkpoint: Optional[Path] = options.INFER_CHECKPOINT,
+    pretrained: Optional[str] = options.INFER_PRETRAINED,
+    model: Optional[str] = options.INFER_MODEL,
+    frames: Optional[int] = options.INFER_FRAMES,
+    input_size: Optional[int] = options.INFER_INPUT_SIZE,
     classes: Optional[str] = typer.Option(None, "--classes", show_default=False, rich_help_panel=CLASSES,
                                           help='Free-text classes, comma-separated: "juggling balls, riding a bike".'),
     labels: Optional[Path] = typer.Option(None, "--labels", show_default=False, rich_help_panel=CLASSES,
@@ -36,21 +32,14 @@ def predict(
     prompts: Optional[str] = typer.Option(None, "--prompts", show_default=False, rich_help_panel=CLASSES,
                                           help="all | one template per class (default: as the model was trained)."),
     top_k: int = typer.Option(5, "--top-k", "-k", rich_help_panel=OUTPUT, help="Classes shown per video."),
-    views: str = typer.Option("1x1", "--views", rich_help_panel=DATA,
-                              help="CLIPSxCROPS per video, as in mbgf eval (e.g. 4x3)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", rich_help_panel=DATA,
-                                   help="Videos per forward pass (x views)."),
-    workers: Optional[int] = typer.Option(None, "--workers", show_default=False, rich_help_panel=DATA,
-                                          help="Decoding processes (default: min(4, CPU threads))."),
-    decoder: str = typer.Option("auto", "--decoder", rich_help_panel=DATA, help="auto | decord | pyav."),
-    strict: bool = typer.Option(False, "--strict", rich_help_panel=DATA,
-                                help="Stop at the first unreadable video instead of skipping it."),
-    device: Optional[str] = typer.Option(None, "--device", show_default=False, rich_help_panel=MODEL,
-                                         help="cpu or cuda (default: cuda when available)."),
-    amp: str = typer.Option("auto", "--amp", rich_help_panel=MODEL, help="bf16 | fp16 | off | auto."),
-    compile_model: bool = typer.Option(False, "--compile", rich_help_panel=MODEL,
-                                       help="torch.compile the video encoder (a warning, and no compiling, where no "
-                                            "compiler works)."),
+    views: str = options.INFER_VIEWS,
+    batch_size: int = options.INFER_BATCH_SIZE,
+    workers: Optional[int] = options.INFER_WORKERS,
+    decoder: str = options.INFER_DECODER,
+    strict: bool = options.INFER_STRICT,
+    device: Optional[str] = options.INFER_DEVICE,
+    amp: str = options.INFER_AMP,
+    compile_model: bool = options.INFER_COMPILE_MODEL,
     explain: bool = typer.Option(False, "--explain", rich_help_panel=OUTPUT,
                                  help="MBGF's gate weights (appearance, temporal, motion) per video."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", show_default=False, rich_help_panel=OUTPUT,

@@ -30,7 +30,8 @@ class ListEntry(NamedTuple):
     line: int
 
 
-def _read_text(path) -> str:
+def read_text(path) -> str:
+    """A text file a user gave (list, labels): UTF-8, a missing or non-text file as one line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
@@ -43,7 +44,7 @@ def _read_text(path) -> str:
 
 def read_labels(path) -> list[str]:
     """Class names in id order from an ``id,name`` CSV (header line ``id,name`` optional)."""
-    text = _read_text(path)
+    text = read_text(path)
     rows = list(csv.reader(io.StringIO(text)))
     names: dict[int, tuple[str, int]] = {}  # id -> (name, line)
     seen_names: dict[str, int] = {}
@@ -107,7 +108,7 @@ def check_relative(path: str, where: str) -> str:
 
 def read_video_list_entries(path, num_classes: int) -> list[ListEntry]:
     """Like ``read_video_list`` but each entry keeps its line number (for messages)."""
-    text = _read_text(path)
+    text = read_text(path)
     entries = []
     first_line: dict[str, ListEntry] = {}  # path -> its first entry
     repeats: list[str] = []
