@@ -76,7 +76,7 @@ def model_rate(predictor: Predictor, videos, views, batch_size: int, decoder: st
     from mbgf_cli.inference import available_cpus, iterate_batches, score_views
 
     dataset = predictor.files(videos, views, decoder)
-    batches = [batch for batch, _, _ in iterate_batches(dataset, chunks(range(len(videos)), batch_size), 0)]
+    batches = [dataset.normalize(batch) for batch, _, _ in iterate_batches(dataset, chunks(range(len(videos)), batch_size), 0)]
     tokens = predictor.class_tokens(predictor.class_names)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(threads, available_cpus() - workers)) if workers else threads)

@@ -438,8 +438,10 @@ class VideoFiles(Dataset):
     """The test views of video files, exactly as eval's ``VideoDataset`` reads a listed video (decoder,
     TSN segment centres, resize to the input size, 1 or 3 crops, the model's normalisation).
 
-    Item ``i``: ``(views [V, T, 3, S, S] or None, reason, i)``: the views, or None and why the video
-    could not be read (``strict``: a UserError naming it instead).
+    Item ``i``: ``(views [V, T, 3, S, S] or None, reason, i)``: the views as uint8, or None and why the
+    video could not be read (``strict``: a UserError naming it instead). ``normalize(batch)`` turns a
+    batch of them into the model's input where the model runs (``Predictor.stream`` does): the same
+    float arithmetic as eval's in-loader normalisation, so the same numbers.
     """
 
     def __init__(self, videos: Sequence[str], frames: int, input_size: int, views: tuple[int, int] = (1, 1),
@@ -457,7 +459,13 @@ class VideoFiles(Dataset):
         self.source = FileSource()
         self.sampler = FrameSampler(frames)
         self.transform = TestTransform(input_size, crops=crops, mean=tuple(mean or CLIP_MEAN),
-                                       std=tuple(std or CLIP_STD))
+                                       std=tuple(std or CLIP_STD), normalized=False)
+
+    def normalize(self, views: torch.Tensor) -> torch.Tensor:
+        """uint8 views (a batch or one item) -> the model's normalised float input."""
+        from mbgf_cli.data.transforms import normalize
+
+        return normalize(views, self.transform.mean, self.transform.std)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -670,7 +678,9 @@ class Predictor:
             torch.set_num_threads(max(1, min(threads, available_cpus() - workers)))
         try:
             for views, indices, failures in iterate_batches(dataset, batches, workers):
-                yield (None if views is None else views.to(self.device, non_blocking=True)), indices, failures
+                if views is not None:
+                    views = dataset.normalize(views.to(self.device, non_blocking=True))
+                yield views, indices, failures
                 if task is not None:
                     skipped += len(failures)
                     bar.update(task, advance=len(indices) + len(failures), info=f"{skipped} skipped" if skipped else "")

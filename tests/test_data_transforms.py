@@ -57,6 +57,17 @@ def test_test_transform_one_and_three_crops():
     assert torch.allclose(one[0], three[1])
 
 
+@pytest.mark.parametrize("crops", [1, 3])
+def test_uint8_test_views_normalised_later_are_the_same_numbers(crops):
+    # predict's loader sends uint8 views and normalises the batch where the model runs; eval's
+    # normalises in the loader: the model must see identical inputs either way.
+    frames = clip(h=40, w=72, seed=3)
+    kept = TestTransform(size=32, crops=crops, normalized=False)(frames)
+    assert kept.dtype == torch.uint8 and kept.shape == (crops, 4, 3, 32, 32) and kept.is_contiguous()
+    batch = torch.stack([kept, kept])
+    assert torch.equal(normalize(batch)[1], TestTransform(size=32, crops=crops)(frames))
+
+
 def test_test_boxes_for_portrait_and_256_ratio():
     assert view_boxes(64, 32, 32, crops=3) == [(0, 0, 32, 32), (16, 0, 32, 32), (32, 0, 32, 32)]
     # 256/224: short side 256 then a 224 centre crop = a centre box of 224/256 of the short side.

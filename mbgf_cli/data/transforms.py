@@ -240,7 +240,9 @@ class TrainTransform:
 
 @dataclass
 class TestTransform:
-    """Deterministic test views of one clip: ``[crops, T, 3, S, S]`` (crops = 1 or 3)."""
+    """Deterministic test views of one clip: ``[crops, T, 3, S, S]`` (crops = 1 or 3), normalised float,
+    or uint8 with ``normalized=False`` (for a loader that normalises whole batches where the model runs:
+    a quarter of the bytes between processes, and the work off the decoding processes)."""
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -249,6 +251,7 @@ class TestTransform:
     resize: str = "input"  # "input": short side to size; "256/224": short side to size*256/224
     mean: tuple = CLIP_MEAN
     std: tuple = CLIP_STD
+    normalized: bool = True
 
     def __post_init__(self):
         if self.resize not in ("input", "256/224"):
@@ -260,4 +263,5 @@ class TestTransform:
         x = to_tchw(frames)
         h, w = x.shape[-2:]
         views = [resized_crop(x, box, (self.size, self.size)) for box in view_boxes(h, w, self.size, self.crops, self.resize)]
-        return normalize(torch.stack(views), self.mean, self.std)
+        views = torch.stack(views)
+        return normalize(views, self.mean, self.std) if self.normalized else views.contiguous()
