@@ -18,7 +18,8 @@ On the same folder, in one run:
 
 Default videos: the synthetic dataset's kind (64 px, 32 frames, class set a), generated into a temporary
 folder. Default model: the synthetic default's architecture (tiny CLIP + MBGF, 8 frames at 48 px),
-untrained (speed does not depend on the weights). Each figure is the best of ``--rounds`` rounds,
+untrained (speed does not depend on the weights). ``--model b16``: ViT-B/16 CLIP + MBGF at 8 x 224 on
+Kinetics-like videos (340x256, 10 s), where the model, not the decoding, is the bottleneck on a CPU. Each figure is the best of ``--rounds`` rounds,
 decode and predict measured in turn within a round, so that other work on the machine slows both alike.
 """
 
@@ -99,24 +100,50 @@ def predict_rate(predictor: Predictor, videos, views, batch_size: int, workers: 
     return len(result.videos) / elapsed
 
 
-def default_model(folder: Path) -> Path:
-    """The synthetic default's architecture, untrained, as an mbgf checkpoint."""
+# The two settings of --model: the architecture (untrained: speed does not depend on the weights) and
+# the videos it is measured on.
+MODELS = {
+    "tiny": dict(input_size=48, what="tiny CLIP+MBGF, 8x48 (the synthetic default's, untrained)"),
+    "b16": dict(input_size=224, what="ViT-B/16 CLIP+MBGF, 8x224 (untrained)"),
+}
+
+
+def default_model(folder: Path, backbone: str = "tiny") -> Path:
+    """CLIP+MBGF on ``backbone`` with 8 frames, untrained, as an mbgf checkpoint with the synthetic classes."""
     import fusion
     from mbgf_cli.checkpoint import save_checkpoint
     from mbgf_cli.data.synthetic import class_names
 
     torch.manual_seed(0)
-    model = fusion.build_video_model(model="tiny", variant="clip", mbgf=True, frames=8, input_size=48)
+    model = fusion.build_video_model(model=backbone, variant="clip", mbgf=True, frames=8,
+                                     input_size=MODELS[backbone]["input_size"])
     return save_checkpoint(folder / "checkpoint", model, {"config": model.config.to_dict(),
                                                           "class_names": class_names("a"), "epoch": 0,
                                                           "metrics": {}, "train": {"prompts": "one"}})
 
 
+def generated_videos(folder: Path, backbone: str, count: int) -> tuple[Path, str]:
+    """The videos of the --model setting: the synthetic dataset's kind for tiny, Kinetics-like for b16."""
+    if backbone == "b16":
+        from loader import kinetics_like
+
+        kinetics_like(folder, count, seconds=10.0, workers=os.cpu_count() or 1)
+        return folder / "videos", "Kinetics-like videos (340x256, 10 s at 25 fps)"
+    from mbgf_cli.data import synthetic
+
+    synthetic.generate(folder, videos_per_class=max(1, count // 12), frames=32, size=64, workers=1,
+                       show_progress=False)
+    return folder / "videos", "synthetic videos (64 px, 32 frames)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, help="videos to run on (default: generated synthetic videos)")
-    parser.add_argument("--videos", type=int, default=192, help="generated videos (12 classes)")
-    parser.add_argument("--checkpoint", type=Path, help="model (default: the synthetic default's, untrained)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny",
+                        help="tiny: the synthetic default's model on synthetic videos; b16: ViT-B/16 on "
+                             "Kinetics-like videos (both untrained)")
+    parser.add_argument("--videos", type=int, default=None, help="generated videos (default: 192 tiny, 24 b16)")
+    parser.add_argument("--checkpoint", type=Path, help="model (default: --model's, untrained)")
     parser.add_argument("--views", default="1x1", help="CLIPSxCROPS, as mbgf predict --views")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: predict's default)")
@@ -132,14 +159,9 @@ def main(argv=None):
         if args.folder:
             folder, what = args.folder, str(args.folder)
         else:
-            from mbgf_cli.data import synthetic
-
-            folder = Path(tmp) / "synthetic"
-            synthetic.generate(folder, videos_per_class=max(1, args.videos // 12), frames=32, size=64, workers=1,
-                               show_progress=False)
-            folder = folder / "videos"
-            what = "synthetic videos (64 px, 32 frames)"
-        checkpoint = args.checkpoint or default_model(Path(tmp))
+            count = args.videos or (24 if args.model == "b16" else 192)
+            folder, what = generated_videos(Path(tmp) / "videos", args.model, count)
+        checkpoint = args.checkpoint or default_model(Path(tmp), args.model)
         predictor = Predictor.from_checkpoint(checkpoint, amp=args.amp)
         videos = collect_videos([folder]).videos
         decode_rate(videos[:8], predictor.config.frames, views[0], args.batch_size, 0, args.decoder)  # warm caches
@@ -151,7 +173,7 @@ def main(argv=None):
                                                      args.decoder))
             model = max(model, model_rate(predictor, videos, views, args.batch_size, args.decoder, workers))
             predict = max(predict, predict_rate(predictor, videos, views, args.batch_size, workers, args.decoder))
-        name = predictor.name if args.checkpoint else "tiny CLIP+MBGF, 8x48 (the synthetic default's, untrained)"
+        name = predictor.name if args.checkpoint else MODELS[args.model]["what"]
         results = {"videos": len(videos), "what": what, "model": name, "views": args.views,
                    "batch_size": args.batch_size, "workers": workers, "cpus": os.cpu_count(),
                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],

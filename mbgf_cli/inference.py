@@ -33,6 +33,7 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -349,6 +350,40 @@ def parse_views(text: str) -> tuple[int, int]:
 def available_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ThreadShare:
+    """The model's intra-op threads on a CPU whose cores the loader's decoding processes share.
+
+    While the model waits for its batches, the decoders are the bottleneck and keep their cores busy:
+    the model takes the cores they leave (at least one), since an intra-op thread that waits for a busy
+    core holds up all the others. While every batch is ready when the model asks for it, the decoders
+    sit on a full queue most of the time: the model takes every core. ``update`` after each batch
+    moves between the two, with a gap between the thresholds so that it does not flap.
+    """
+
+    AHEAD = 0.02   # waited under 2% of the model's time: the decoders are ahead
+    BEHIND = 0.10  # waited over 10%: the decoders are the bottleneck
+
+    def __init__(self, workers: int):
+        self.original = torch.get_num_threads()
+        self.shared = max(1, min(self.original, available_cpus() - workers))
+        self.threads = self.shared
+        torch.set_num_threads(self.threads)
+
+    def update(self, waited: float, worked: float) -> None:
+        if waited < self.AHEAD * worked:
+            wanted = self.original
+        elif waited > self.BEHIND * worked:
+            wanted = self.shared
+        else:
+            return
+        if wanted != self.threads:
+            self.threads = wanted
+            torch.set_num_threads(wanted)
+
+    def restore(self) -> None:
+        torch.set_num_threads(self.original)
 
 
 def default_workers() -> int:
@@ -671,21 +706,23 @@ class Predictor:
         workers = default_workers() if workers is None else workers
         task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
         skipped = 0
-        threads = torch.get_num_threads()
-        if self.device.type == "cpu" and workers > 0:
-            # The loader's processes decode on the same cores: intra-op threads that wait for a busy core
-            # cost more than they give, so the model takes the cores the decoders leave (at least one).
-            torch.set_num_threads(max(1, min(threads, available_cpus() - workers)))
+        share = ThreadShare(workers) if self.device.type == "cpu" and workers > 0 else None
         try:
+            asked = time.perf_counter()
             for views, indices, failures in iterate_batches(dataset, batches, workers):
+                ready = time.perf_counter()
                 if views is not None:
                     views = dataset.normalize(views.to(self.device, non_blocking=True))
                 yield views, indices, failures
                 if task is not None:
                     skipped += len(failures)
                     bar.update(task, advance=len(indices) + len(failures), info=f"{skipped} skipped" if skipped else "")
+                if share is not None:
+                    share.update(waited=ready - asked, worked=time.perf_counter() - ready)
+                asked = time.perf_counter()
         finally:
-            torch.set_num_threads(threads)
+            if share is not None:
+                share.restore()
             if task is not None:
                 bar.remove_task(task)
 

@@ -58,3 +58,13 @@ def test_loader_script_json():
     for workers, figures in out["pipeline"].items():
         assert figures["ratio_per_worker"] == pytest.approx(
             figures["clips_per_s"] / (out["raw_clips_per_s"] * max(int(workers), 1)))
+
+
+def test_predict_script_json():
+    out = run_json([sys.executable, BENCHMARKS / "predict.py", "--videos", "12", "--workers", "1", "--batch-size", "4",
+                    "--rounds", "1", "--json"])
+    assert out["videos"] == 12 and out["workers"] == 1 and out["batch_size"] == 4
+    assert all(out[key] > 0 for key in ("decode_videos_per_s", "decode_one_process_videos_per_s",
+                                        "model_videos_per_s", "predict_videos_per_s"))
+    assert out["ratio"] == pytest.approx(out["predict_videos_per_s"] / out["decode_videos_per_s"])
+    assert out["ratio_to_one_decoder"] == pytest.approx(out["predict_videos_per_s"] / out["decode_one_process_videos_per_s"])

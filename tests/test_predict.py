@@ -181,3 +181,26 @@ def test_inputs_folders_lists_and_option_errors(colour, tmp_path, capsys):
         assert code == 2 and message in stderr, (args, stderr)
     code, _, stderr = run_cli(["predict", tmp_path, "-c", checkpoint], capsys)
     assert code == 2 and "no videos found" in stderr
+
+
+def test_the_model_takes_every_core_only_while_the_decoders_are_ahead(monkeypatch):
+    from mbgf_cli import inference
+
+    monkeypatch.setattr(inference, "available_cpus", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        share = inference.ThreadShare(workers=2)
+        assert torch.get_num_threads() == 2  # at the start the decoders fill their cores
+        share.update(waited=0.001, worked=1.0)  # the batch was ready: the decoders are ahead
+        assert torch.get_num_threads() == 4
+        share.update(waited=0.05, worked=1.0)  # between the thresholds: no change
+        assert torch.get_num_threads() == 4
+        share.update(waited=0.5, worked=1.0)  # the model waited: the decoders are the bottleneck
+        assert torch.get_num_threads() == 2
+        share.update(waited=0.05, worked=1.0)
+        assert torch.get_num_threads() == 2
+        share.restore()
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
