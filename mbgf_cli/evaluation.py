@@ -114,7 +114,7 @@ def evaluate_loader(model, loader, class_tokens: torch.Tensor, total: int, label
     task = bar.add_task(description, total=len(loader), info="") if bar is not None else None
     with torch.random.fork_rng(devices=[]):  # starting the loader draws a seed: leave the training's stream
         batches = iter(loader)
-    for views, _, index in batches:
+    for views, _, index in inference.sharing_cores(batches, loader.num_workers, device):
         # The multi-view rule of every inference command (mbgf predict scores its videos the same way).
         scores = inference.score_views(model, views.to(device, non_blocking=True), class_tokens, autocast, explain)
         rows.append(scores.probs.cpu())

@@ -386,6 +386,25 @@ class ThreadShare:
         torch.set_num_threads(self.original)
 
 
+def sharing_cores(batches: Iterable, workers: int, device: torch.device) -> Iterator:
+    """``batches`` (from a loader with ``workers`` processes) one by one, the model's CPU threads set
+    between them by a ``ThreadShare`` from how long each batch was waited for and worked on (nothing to
+    share on a GPU or without worker processes)."""
+    if torch.device(device).type != "cpu" or workers == 0:
+        yield from batches
+        return
+    share = ThreadShare(workers)
+    try:
+        asked = time.perf_counter()
+        for batch in batches:
+            ready = time.perf_counter()
+            yield batch
+            share.update(waited=ready - asked, worked=time.perf_counter() - ready)
+            asked = time.perf_counter()
+    finally:
+        share.restore()
+
+
 def default_workers() -> int:
     """Loader processes when ``--workers`` is not given (eval, predict, embed)."""
     return min(4, torch.get_num_threads())
@@ -706,23 +725,16 @@ class Predictor:
         workers = default_workers() if workers is None else workers
         task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
         skipped = 0
-        share = ThreadShare(workers) if self.device.type == "cpu" and workers > 0 else None
         try:
-            asked = time.perf_counter()
-            for views, indices, failures in iterate_batches(dataset, batches, workers):
-                ready = time.perf_counter()
+            for views, indices, failures in sharing_cores(iterate_batches(dataset, batches, workers), workers,
+                                                          self.device):
                 if views is not None:
                     views = dataset.normalize(views.to(self.device, non_blocking=True))
                 yield views, indices, failures
                 if task is not None:
                     skipped += len(failures)
                     bar.update(task, advance=len(indices) + len(failures), info=f"{skipped} skipped" if skipped else "")
-                if share is not None:
-                    share.update(waited=ready - asked, worked=time.perf_counter() - ready)
-                asked = time.perf_counter()
         finally:
-            if share is not None:
-                share.restore()
             if task is not None:
                 bar.remove_task(task)
 
