@@ -153,7 +153,6 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     views = parse_views(args.views)
-    workers = default_workers() if args.workers is None else args.workers
 
     with tempfile.TemporaryDirectory(prefix="mbgf-bench-predict-") as tmp:
         if args.folder:
@@ -164,6 +163,7 @@ def main(argv=None):
         checkpoint = args.checkpoint or default_model(Path(tmp), args.model)
         predictor = Predictor.from_checkpoint(checkpoint, amp=args.amp)
         videos = collect_videos([folder]).videos
+        workers = default_workers(predictor.device) if args.workers is None else args.workers
         decode_rate(videos[:8], predictor.config.frames, views[0], args.batch_size, 0, args.decoder)  # warm caches
         decode, decode_one, model, predict = 0.0, 0.0, 0.0, 0.0
         for _ in range(args.rounds):

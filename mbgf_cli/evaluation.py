@@ -242,7 +242,7 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
                                 input_size=config.input_size, train=False, views=views,
                                 decoder=cfg.decoder, strict=cfg.strict,
                                 mean=config.input_mean, std=config.input_std)
-        workers = cfg.workers if cfg.workers is not None else inference.default_workers()
+        workers = cfg.workers if cfg.workers is not None else inference.default_workers(ctx.device)
         loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
                               drop_last=False, distributed=ctx.distributed)
         tokens = class_text_tokens(class_names, prompts, templates).to(ctx.device)

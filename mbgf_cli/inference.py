@@ -405,9 +405,14 @@ def sharing_cores(batches: Iterable, workers: int, device: torch.device) -> Iter
         share.restore()
 
 
-def default_workers() -> int:
-    """Loader processes when ``--workers`` is not given (eval, predict, embed)."""
-    return min(4, torch.get_num_threads())
+def default_workers(device: str | torch.device = "cpu") -> int:
+    """Loader processes when ``--workers`` is not given (eval, predict, embed): up to 4; where the model
+    runs on the CPU too, half the cores (at least one), so that the model keeps cores of its own
+    (benchmarks/predict.py: on 2 cores one decoder gives more videos/s than two)."""
+    cores = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        return min(4, max(1, cores // 2))
+    return min(4, cores)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -722,7 +727,7 @@ class Predictor:
                description: str = "videos") -> Iterator:
         """Yield ``(views on the device or None, indices, [(index, reason), ...])`` for each of ``batches``
         (lists of ``dataset`` indices), in order, decoded by ``workers`` processes (None: the default)."""
-        workers = default_workers() if workers is None else workers
+        workers = default_workers(self.device) if workers is None else workers
         task = bar.add_task(description, total=sum(len(b) for b in batches), info="") if bar is not None else None
         skipped = 0
         try:

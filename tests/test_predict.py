@@ -204,3 +204,18 @@ def test_the_model_takes_every_core_only_while_the_decoders_are_ahead(monkeypatc
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def test_default_workers_leave_a_cpu_model_cores_of_its_own():
+    from mbgf_cli.inference import default_workers
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert default_workers("cpu") == 1 and default_workers("cuda") == 2
+        torch.set_num_threads(16)
+        assert default_workers("cpu") == 4 and default_workers("cuda") == 4
+        torch.set_num_threads(1)
+        assert default_workers("cpu") == 1 and default_workers("cuda") == 1
+    finally:
+        torch.set_num_threads(before)

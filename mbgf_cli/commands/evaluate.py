@@ -38,7 +38,7 @@ def evaluate(
     views: Optional[str] = typer.Option(None, "--views", rich_help_panel=DATA, show_default=False,
                                         help="CLIPSxCROPS, e.g. 4x3 (default: the preset's protocol, else 1x1)."),
     workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel=DATA, show_default=False,
-                                          help="Loader processes (default: up to 4)."),
+                                          help="Decoding processes (default: up to 4; half the cores when the model runs on the CPU)."),
     decoder: str = config_option("decoder"),
     strict: bool = config_option("strict"),
     cache_decoded: bool = typer.Option(False, "--cache-decoded", rich_help_panel=DATA,
