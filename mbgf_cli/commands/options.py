@@ -158,7 +158,7 @@ INFER_VIEWS = typer.Option("1x1", "--views", rich_help_panel=DATA,
 INFER_BATCH_SIZE = typer.Option(8, "--batch-size", "-b", rich_help_panel=DATA,
                                 help="Videos per forward pass (x views).")
 INFER_WORKERS = typer.Option(None, "--workers", show_default=False, rich_help_panel=DATA,
-                             help="Decoding processes (default: up to 4; half the cores when the model runs on the CPU)."
+                             help="Decoding processes (default: up to 4; half the cores when the model runs on the CPU).")
 INFER_DECODER = typer.Option("auto", "--decoder", rich_help_panel=DATA, help="auto | decord | pyav.")
 INFER_STRICT = typer.Option(False, "--strict", rich_help_panel=DATA,
                             help="Stop at the first unreadable video instead of skipping it.")
