@@ -31,10 +31,11 @@ XCLIP_RECIPE = dict(
 # several training seeds in 20 epochs (higher ones fell further behind on some seeds); 8 frames at
 # 48 px (3 x 3 patches); motion direction is the label, so no horizontal flip and no colour changes; the text encoder stays frozen
 # (training it from random init at this lr collapses the class features); 200 videos per class, as
-# fewer overfit; decoded frames held in memory (decoding every epoch would cost more than the model);
-# fp32, since a model this small trains slower under bf16 autocast even on CPUs with bf16 units.
+# fewer overfit; decoded frames held in memory (decoding every epoch would cost more than the model).
+# --amp auto trains it in fp32 (mbgf_cli/precision.py): a model this small is slower under bf16
+# autocast even on CPUs with bf16 units.
 SYNTHETIC_RECIPE = dict(
-    model="tiny", variant="clip", frames=8, input_size=48, amp="off",
+    model="tiny", variant="clip", frames=8, input_size=48,
     epochs=20, warmup_epochs=1, lr=5e-4, new_lr_mult=1.0, min_lr_ratio=0.01, weight_decay=0.05,
     batch_size=16, total_batch=16, clip_grad=1.0, label_smoothing=0.0, mixup=0.0, cutmix=0.0,
     freeze_text=True, flip=False, crop="multiscale", jitter=0.0, gray=0.0, prompts="one", cache_decoded=True,
