@@ -22,6 +22,7 @@ HOLDER = textwrap.dedent("""
     lock = RunLock(sys.argv[1]).acquire()
     child = os.fork() if len(sys.argv) > 2 else None
     if child == 0:  # a forked helper (a loader worker) that outlives its parent
+        print("helper", flush=True)  # fork's after-in-child hooks have run once fork has returned here
         time.sleep(120)
         os._exit(0)
     print(child or 0, flush=True)
@@ -32,7 +33,10 @@ HOLDER = textwrap.dedent("""
 def _start_holder(folder, fork=False):
     process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), *(["fork"] if fork else [])],
                                stdout=subprocess.PIPE, text=True)
-    child = int(process.stdout.readline())  # the lock is held once this line is written
+    # The lock is held once the holder's line is written; with a helper, wait for its line too (on a busy
+    # machine the helper may not have run yet when the holder has written its own).
+    lines = [process.stdout.readline() for _ in range(2 if fork else 1)]
+    child = next(int(line) for line in lines if line.strip() != "helper")
     return process, child
 
 
