@@ -15,7 +15,7 @@ from contextlib import nullcontext
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-SMALL_MODELS = ("tiny",)  # backbones whose training step is slower in bf16 on a CPU (benchmarks/train_step.py)
+SMALL_MODELS = ("tiny",)  # backbones whose training step is no faster in bf16 on a CPU (benchmarks/train_step.py)
 
 
 def cpu_bf16_units() -> str | None:

@@ -29,11 +29,11 @@ XCLIP_RECIPE = dict(
 # The synthetic demo, tuned on 2 CPU cores: tiny from scratch, so every parameter is new and one
 # learning rate serves all; 20 epochs, to finish within 5 minutes, at the lr that did best over
 # several training seeds in 20 epochs (higher ones fell further behind on some seeds); 8 frames at
-# 48 px (3 x 3 patches); motion direction is the label, so no horizontal flip and no colour changes; the text encoder stays frozen
-# (training it from random init at this lr collapses the class features); 200 videos per class, as
-# fewer overfit; decoded frames held in memory (decoding every epoch would cost more than the model).
-# --amp auto trains it in fp32 (mbgf_cli/precision.py): a model this small is slower under bf16
-# autocast even on CPUs with bf16 units.
+# 48 px (3 x 3 patches); motion direction is the label, so no horizontal flip and no colour changes;
+# the text encoder stays frozen (training it from random init collapsed the class features); 200
+# videos per class, as fewer overfit; decoded frames held in memory (decoding every epoch would cost
+# more than the model). --amp auto trains it in fp32 (mbgf_cli/precision.py): a model this small
+# gains nothing from bf16 autocast, even on CPUs with bf16 units.
 SYNTHETIC_RECIPE = dict(
     model="tiny", variant="clip", frames=8, input_size=48,
     epochs=20, warmup_epochs=1, lr=5e-4, new_lr_mult=1.0, min_lr_ratio=0.01, weight_decay=0.05,
