@@ -19,8 +19,9 @@ On the same folder, in one run:
 Default videos: the synthetic dataset's kind (64 px, 32 frames, class set a), generated into a temporary
 folder. Default model: the synthetic default's architecture (tiny CLIP + MBGF, 8 frames at 48 px),
 untrained (speed does not depend on the weights). ``--model b16``: ViT-B/16 CLIP + MBGF at 8 x 224 on
-Kinetics-like videos (340x256, 10 s), where the model, not the decoding, is the bottleneck on a CPU. Each figure is the best of ``--rounds`` rounds,
-decode and predict measured in turn within a round, so that other work on the machine slows both alike.
+Kinetics-like videos (340x256, 10 s), where the model, not the decoding, is the bottleneck on a CPU.
+Each figure is the best of ``--rounds`` rounds, decode and predict measured in turn within a round, so
+that other work on the machine slows both alike.
 """
 
 import argparse
@@ -73,14 +74,14 @@ def decode_rate(videos, frames: int, clips: int, batch_size: int, workers: int, 
 
 
 def model_rate(predictor: Predictor, videos, views, batch_size: int, decoder: str, workers: int) -> float:
-    """Videos/s of the forward passes alone, on views decoded beforehand, with predict's threads."""
-    from mbgf_cli.inference import available_cpus, iterate_batches, score_views
+    """Videos/s of the forward passes alone, on views decoded beforehand, with the threads predict starts
+    with beside ``workers`` decoders (the cores they leave)."""
+    from mbgf_cli.inference import ThreadShare, iterate_batches, score_views
 
     dataset = predictor.files(videos, views, decoder)
     batches = [dataset.normalize(batch) for batch, _, _ in iterate_batches(dataset, chunks(range(len(videos)), batch_size), 0)]
     tokens = predictor.class_tokens(predictor.class_names)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, available_cpus() - workers)) if workers else threads)
+    share = ThreadShare(workers) if workers else None
     try:
         score_views(predictor.model, batches[0], tokens, predictor.autocast)  # warm up
         start = time.perf_counter()
@@ -88,7 +89,8 @@ def model_rate(predictor: Predictor, videos, views, batch_size: int, decoder: st
             score_views(predictor.model, batch, tokens, predictor.autocast)
         return len(videos) / (time.perf_counter() - start)
     finally:
-        torch.set_num_threads(threads)
+        if share is not None:
+            share.restore()
 
 
 def predict_rate(predictor: Predictor, videos, views, batch_size: int, workers: int, decoder: str) -> float:

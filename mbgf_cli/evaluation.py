@@ -172,9 +172,6 @@ class EvalConfig:
     as_json: bool = False
 
 
-parse_views = inference.parse_views  # --views CLIPSxCROPS, the syntax of every inference command
-
-
 def check_views_fit(views: tuple[int, int], batch_size: int, frames: int, input_size: int, text: str | None) -> None:
     """Refuse, before any decoding, views whose input batch alone (float32 frames) would take more than
     half the memory available now: such a run would only end when the machine runs out of memory."""
@@ -235,7 +232,7 @@ def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
         class_names = read_labels(label_file)
         if trained_classes is not None and list(trained_classes) != list(class_names):
             raise UserError(class_mismatch_message(cfg.checkpoint, trained_classes, class_names, label_file))
-        views = parse_views(cfg.views) if cfg.views else (preset.test_views if preset else (1, 1))
+        views = inference.parse_views(cfg.views) if cfg.views else (preset.test_views if preset else (1, 1))
         check_views_fit(views, cfg.batch_size, config.frames, config.input_size, cfg.views)
         dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
         dataset = dataset_class(root, list_file, len(class_names), frames=config.frames,
