@@ -36,6 +36,7 @@ from mbgf_cli.fileio import fsync_directory
 MODEL_FILE = "model.safetensors"
 STATE_TENSORS_FILE = "train_state.safetensors"
 STATE_JSON_FILE = "train_state.json"
+CHECKPOINT_FILES = frozenset({MODEL_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE})
 FORMAT = "mbgf-checkpoint"
 FORMAT_VERSION = 1
 
@@ -54,6 +55,7 @@ def save_checkpoint(directory, model: torch.nn.Module, meta: dict, train_state: 
     RNG states, ...); it comes back from :func:`load_train_state` with the same types.
     """
     directory = Path(directory)
+    check_replaceable(directory)  # before any work: only a checkpoint of mbgf's own is ever replaced
     directory.parent.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
@@ -78,14 +80,42 @@ def save_checkpoint(directory, model: torch.nn.Module, meta: dict, train_state: 
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        kept = (f"the previous {directory.name}/ checkpoint is intact" if (directory / MODEL_FILE).is_file()
-                else "no checkpoint was there before")
-        raise UserError(f"{writing}: no space left on the device while writing the checkpoint ({kept}); free "
-                        "some space and resume") from None
+        raise UserError(full_disk_message(writing, directory, "the checkpoint")) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def check_replaceable(directory) -> None:
+    """``directory`` may be written by :func:`save_checkpoint`: absent, or a folder holding nothing but a
+    checkpoint's files (the save replaces the whole folder, so anything else there would be lost)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory}: is a file; a checkpoint is a folder (nothing was written)")
+    if directory.is_dir():
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES)
+        if foreign:
+            raise UserError(f"{directory}: holds {', '.join(foreign[:3])}, not only a checkpoint's files; a "
+                            "checkpoint replaces its whole folder, so give another one (nothing was changed)")
+
+
+def full_disk_message(writing: Path, directory: Path, what: str) -> str:
+    """The advice for a disk that filled while saving: what is intact, how much space there is, and what
+    the same command does once there is room (a run resumes from its last checkpoint, or starts again)."""
+    if (directory / MODEL_FILE).is_file():
+        kept, then = f"the previous {directory.name}/ checkpoint is intact", "it continues from that checkpoint"
+    else:
+        kept, then = f"no {directory.name}/ checkpoint was written yet", "it starts again from the beginning"
+    return (f"{writing}: no space left on the device while writing {what} ({kept}; "
+            f"{free_space(directory.parent)} free there); free some space, then run the same command again: {then}")
+
+
+def free_space(folder) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB"
+    except OSError:
+        return "unknown space"
 
 
 def staging_directory(directory) -> Path:
@@ -246,6 +276,7 @@ def _replace_directory(staging: Path, target: Path) -> None:
         else:
             previous = target.parent / f".{target.name}.old"
             if previous.exists():
+                check_replaceable(previous)  # a crash's leftover copy: a checkpoint, never anything else
                 shutil.rmtree(previous)
             os.rename(target, previous)
             os.rename(staging, target)

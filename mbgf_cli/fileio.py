@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,27 +42,54 @@ def is_stale_temporary(path: Path, target_name: str) -> bool:
     return path.name.startswith(f".{target_name}.tmp-")
 
 
+def user_file_mode() -> int:
+    """The permissions a file the user creates gets (0o666 less the umask), read without changing the
+    umask (``os.umask`` sets it, which another thread could observe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """``with atomic_output(p) as tmp:`` write ``tmp`` (any way: open, a library's save); on a clean
-    exit it is fsynced and renamed over ``p``; on an error it is removed and ``p`` is untouched."""
+    exit it gets the user's usual permissions (a library may create it private, as ``mkstemp`` does),
+    is fsynced and renamed over ``p``; on an error it is removed and ``p`` is untouched."""
     path = Path(path)
     tmp = temporary_sibling(path)
     try:
         yield tmp
+        os.chmod(tmp, user_file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            kept = "the previous version is intact" if path.exists() else "nothing was written"
-            raise UserError(f"{path}: no space left on the device while writing it ({kept})") from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(full_disk_message(path)) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def full_disk_message(path: Path) -> str:
+    """A full disk while writing ``path``: what is intact, the space left, and what to do."""
+    kept = "the previous version is intact" if path.exists() else "nothing was written"
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return (f"{path}: no space left on the device while writing it ({kept}; {free}); free some space, then run "
+            "the same command again")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -22,6 +22,8 @@ def convert(
                                          help="Frames per clip (default: the file's, else 8); fewer than the stored "
                                               "temporal positions slices them, more is refused."),
     output: Path = typer.Option(..., "--output", "-o", "--out", help="The mbgf checkpoint directory to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty OUTPUT beside its files "
+                                   "(only what mbgf wrote there before is replaced)."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail on missing or unexpected weights "
                                 "(--no-strict loads the rest and lists them)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", show_default=False,
@@ -31,7 +33,7 @@ def convert(
     """Convert a published checkpoint into an mbgf checkpoint (model.safetensors with its config)."""
     from mbgf_cli.interop import convert_checkpoint  # torch and the models only when the command runs
 
-    directory, meta = convert_checkpoint(source, output, format.value, frames, strict, pretrained)
+    directory, meta = convert_checkpoint(source, output, format.value, frames, strict, pretrained, overwrite)
     config, mismatch = meta["config"], meta.get("conversion")
     console.print(f"detected: {meta['source']['detected']}", highlight=False, soft_wrap=True)
     if mismatch:

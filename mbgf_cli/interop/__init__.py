@@ -21,6 +21,7 @@ with ``strict=False`` they are reported in the metadata (``conversion``) instead
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from safetensors.torch import load_file
 
 import fusion
 from clip import safe_pickle
-from mbgf_cli.checkpoint import FORMAT, load_checkpoint, model_file, read_meta, save_checkpoint
+from mbgf_cli.checkpoint import FORMAT, MODEL_FILE, load_checkpoint, model_file, read_meta, save_checkpoint
 from mbgf_cli.errors import UserError
 from mbgf_cli.interop import actionclip, huggingface, mmaction2, openai, vificlip, xclip
 from mbgf_cli.interop.common import (
@@ -46,11 +47,14 @@ from mbgf_cli.interop.common import (
     video_config,
     weights_of,
 )
+from mbgf_cli.outputs import check_output_folder, place_outputs, staging_beside
 
 # File formats, in the order they are tried (X-CLIP's, ViFi-CLIP's and mmaction2's files hold OpenAI's
 # keys too, so OpenAI's comes last).
 FILE_READERS = {reader.NAME: reader for reader in (actionclip, mmaction2, vificlip, xclip, openai)}
 FORMATS = (*FILE_READERS, huggingface.NAME)
+CONVERT, EXPORT = "convert", "export"  # their output folders' kinds (mbgf_cli.outputs)
+EXPORT_FILES = ("config.json", MODEL_FILE, "preprocessor_config.json")
 TITLES = {**{name: reader.TITLE for name, reader in FILE_READERS.items()},
           huggingface.NAME: "Hugging Face XCLIPModel/CLIPModel directory"}
 
@@ -165,10 +169,25 @@ def load_foreign(source, format: str = "auto", frames: int | None = None, strict
 
 
 def convert_checkpoint(source, output, format: str = "auto", frames: int | None = None, strict: bool = True,
-                       pretrained=None):
-    """``mbgf convert``: write ``source`` as an mbgf checkpoint directory. Returns ``(output, meta)``."""
+                       pretrained=None, overwrite: bool = False):
+    """``mbgf convert``: write ``source`` as an mbgf checkpoint directory. Returns ``(output, meta)``.
+    ``output`` follows :mod:`mbgf_cli.outputs` (checked before any work): a non-empty folder that is not
+    a previous convert's is refused unless ``overwrite``, which writes beside the files there."""
+    output = check_output_folder(output, "--output", CONVERT, overwrite, writes=[MODEL_FILE])
     model, meta = load_foreign(source, format, frames, strict, pretrained)
-    return save_checkpoint(output, model, meta), meta
+    return _write_staged(output, CONVERT, lambda staging: save_checkpoint(staging, model, meta)), meta
+
+
+def _write_staged(output: Path, kind: str, write) -> Path:
+    """``write(staging)`` a whole output beside ``output``, then put it in place as ``kind``'s."""
+    staging = staging_beside(output)
+    try:
+        write(staging)
+        place_outputs(staging, output, kind)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return output
 
 
 def is_mbgf_checkpoint(path) -> bool:
@@ -215,10 +234,17 @@ def load_any_checkpoint(path, frames: int | None = None, strict: bool = True, pr
 
 def export_checkpoint(source, output, format: str = "hf", overwrite: bool = False, pretrained=None) -> tuple[Path, str]:
     """``mbgf export``: write ``source`` (an mbgf checkpoint, or any foreign checkpoint this package
-    reads) in another library's layout. Only ``hf`` (transformers) exists. Returns ``(output, what)``."""
+    reads) in another library's layout. Only ``hf`` (transformers) exists. Returns ``(output, what)``.
+    ``output`` follows :mod:`mbgf_cli.outputs`, and is never the source or a folder holding it."""
     if format != huggingface.NAME:
         raise UserError(f"unknown export format {format!r}; choose from {huggingface.NAME}")
-    output = Path(output).expanduser()
-    huggingface.check_output(output, overwrite)  # before any work
+    output, source_path = Path(output).expanduser(), Path(source).expanduser()
+    if source_path.exists() and (output.resolve() == source_path.resolve()
+                                 or output.resolve() in source_path.resolve().parents):
+        raise UserError(f"--output {output}: is the checkpoint being exported or holds it ({source}); give another "
+                        "folder")
+    check_output_folder(output, "--output", EXPORT, overwrite, writes=EXPORT_FILES)  # before any work
     model, _ = load_any_checkpoint(source, pretrained=pretrained)
-    return output, huggingface.export(model, str(source), output, overwrite)
+    written = []
+    _write_staged(output, EXPORT, lambda staging: written.append(huggingface.export(model, str(source), staging)))
+    return output, written[0]
