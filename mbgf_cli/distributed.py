@@ -14,6 +14,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from mbgf_cli.resources import resolve_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -44,8 +46,7 @@ def setup(device: str | None = None) -> Context:
 
     ``device``: "cpu", "cuda" or None (CUDA when available).
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device).type  # a device that is not here: one line naming those that are
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -57,6 +57,19 @@ def user_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def give_user_permissions(root: str | os.PathLike) -> None:
+    """Every file under ``root`` (and ``root``) gets the permissions the user's umask gives a new one:
+    libraries that write through a private temporary file (safetensors, ``mkstemp``) leave 0600."""
+    file_mode = user_file_mode()
+    folder_mode = file_mode | ((file_mode & 0o444) >> 2)  # x wherever r: 0644 -> 0755
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, folder_mode)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, file_mode)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """``with atomic_output(p) as tmp:`` write ``tmp`` (any way: open, a library's save); on a clean

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mbgf_cli.errors import UserError
-from mbgf_cli.fileio import atomic_write_text, fsync_directory
+from mbgf_cli.fileio import atomic_write_text, fsync_directory, give_user_permissions
 
 MARKER = ".mbgf-output.json"
 
@@ -118,6 +118,7 @@ def place_outputs(staging, folder, kind: str) -> list[str]:
     name, and a name that exists without being recorded as mbgf's is refused. Returns the names."""
     staging, folder = Path(staging), Path(folder)
     names = sorted(entry.name for entry in staging.iterdir() if entry.name != MARKER)
+    give_user_permissions(staging)
     if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
         _write_marker(staging, kind, names)
         if folder.exists():

@@ -140,3 +140,88 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     save_checkpoint(tmp_path / "ckpt", model, meta)
     with pytest.raises(UserError, match="unexpected weight"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+def test_a_folder_holding_anything_but_a_checkpoint_is_never_replaced(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    target = tmp_path / "best"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"best: holds notes.txt, not only a checkpoint's files.*nothing was changed"):
+        save_checkpoint(target, model, {"config": {}})
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"file: is a file; a checkpoint is a folder"):
+        save_checkpoint(tmp_path / "file", model, {"config": {}})
+    assert (tmp_path / "file").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "file"]  # no staging folder left
+
+
+def test_a_full_disk_says_what_is_intact_and_what_the_same_command_does(tmp_path, monkeypatch):
+    """A fake ENOSPC in the first save (epoch 1: nothing to resume from) and in a later one."""
+    import errno
+    import os
+
+    from mbgf_cli import checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    real_write = checkpoint._write_file
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(checkpoint, "_write_file", full)
+    with pytest.raises(UserError) as first:
+        save_checkpoint(tmp_path / "run" / "last", model, {"config": {}, "epoch": 1})
+    message = str(first.value)
+    assert message.startswith(f"{tmp_path}/run/last/model.safetensors: no space left on the device")
+    assert "no last/ checkpoint was written yet" in message and "MiB free there" in message
+    assert message.endswith("run the same command again: it starts again from the beginning")
+    monkeypatch.setattr(checkpoint, "_write_file", real_write)
+    save_checkpoint(tmp_path / "run" / "last", model, {"config": {}, "epoch": 1})
+    monkeypatch.setattr(checkpoint, "_write_file", full)
+    with pytest.raises(UserError, match=r"previous last/ checkpoint is intact.*continues from that checkpoint$"):
+        save_checkpoint(tmp_path / "run" / "last", model, {"config": {}, "epoch": 2})
+    assert read_meta(tmp_path / "run" / "last")["epoch"] == 1
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["last"]
+
+
+def test_atomic_writes_get_the_users_umask_even_from_a_private_temporary(tmp_path):
+    """A library that writes its file private (mkstemp's 0600) still yields the user's 0644."""
+    import os
+    import stat
+
+    from mbgf_cli.fileio import atomic_output, atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "a")
+        with atomic_output(tmp_path / "b.bin") as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"b")
+            os.close(fd)
+        save_checkpoint(tmp_path / "ckpt", torch.nn.Linear(2, 2), {"config": {}})
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "a.txt", tmp_path / "b.bin", tmp_path / "ckpt" / MODEL_FILE):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE((tmp_path / "ckpt").stat().st_mode) == 0o755
+
+
+def test_a_full_disk_while_writing_a_file_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from mbgf_cli.fileio import atomic_write_text
+
+    atomic_write_text(tmp_path / "results.json", "old")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(UserError, match=r"results.json: no space left on the device while writing it \(the "
+                                        r"previous version is intact; \d+ MiB free there\); free some space"):
+        atomic_write_text(tmp_path / "results.json", "new")
+    monkeypatch.undo()
+    assert (tmp_path / "results.json").read_text() == "old" and len(list(tmp_path.iterdir())) == 1

@@ -252,11 +252,13 @@ def test_export_never_replaces_a_non_empty_directory_without_overwrite(saved, tm
     output = tmp_path / "hf"
     output.mkdir()
     (output / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match=r"exists and is not empty \(--overwrite replaces it\)"):
+    with pytest.raises(UserError, match=r"not empty and not written by `mbgf export`.*--overwrite"):
         interop.export_checkpoint(saved / "clip", output)
     assert [p.name for p in output.iterdir()] == ["notes.txt"]
-    interop.export_checkpoint(saved / "clip", output, overwrite=True)
-    assert sorted(p.name for p in output.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    interop.export_checkpoint(saved / "clip", output, overwrite=True)  # writes beside the user's file
+    assert sorted(p.name for p in output.iterdir()) == [".mbgf-output.json", "config.json", "model.safetensors",
+                                                        "notes.txt", "preprocessor_config.json"]
+    assert (output / "notes.txt").read_text() == "mine"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.")]  # no temporary directory left
 
 
