@@ -183,32 +183,38 @@ def _timeline(rng: np.random.Generator, frames: int) -> np.ndarray:
     return np.clip((t - start) / duration, 0, 1).astype(np.float32)
 
 
-def render(kind: str, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
-    """The forward video of a motion kind: uint8 [frames, size, size, 3]."""
-    s = float(size)
-    canvas = _background(rng, frames, size)
-    bg_mean = float(canvas[0].mean())
-    p = _timeline(rng, frames)
-    shape = SHAPES[rng.integers(len(SHAPES))]
-    colour = _random_colour(rng, bg_mean)
-    ones = np.ones(frames, dtype=np.float32)
-    angle = ones * rng.uniform(0, 2 * math.pi)
-    alpha = ones.copy()
-    colours = np.tile(colour, (frames, 1))
-    radius = ones * rng.uniform(0.14, 0.21) * s  # 28-42% of the frame across: 2-3 ViT patches
+@dataclass
+class Scene:
+    """What every motion kind starts from, drawn in this order from the video's stream: the background,
+    the timeline ``p``, the shape, its colour, angle and radius. A kind's function draws the rest from
+    ``rng`` and returns its objects ``(cx, cy, radius, angle, alpha, colours)``."""
 
-    def drift_path(r):
-        # A slow drift in a random direction for the kinds without a translation of their own.
+    rng: np.random.Generator
+    frames: int
+    s: float  # the frame's side in pixels
+    bg_mean: float
+    p: np.ndarray
+    colour: np.ndarray
+    ones: np.ndarray
+    angle: np.ndarray
+    alpha: np.ndarray
+    colours: np.ndarray
+    radius: np.ndarray
+
+    def drift_path(self, r):
+        """A slow drift in a random direction, for the kinds without a translation of their own."""
+        rng, s = self.rng, self.s
         margin = EXTENT * r + 0.05 * s
         cx0, cy0 = rng.uniform(margin, s - margin, size=2)
         heading = rng.uniform(0, 2 * math.pi)
         length = rng.uniform(0, 0.08) * s
-        t = np.linspace(-0.5, 0.5, frames)
+        t = np.linspace(-0.5, 0.5, self.frames)
         return cx0 + t * length * math.cos(heading), cy0 + t * length * math.sin(heading)
 
-    def line_path(direction, radius_px, reach=1.0):
-        # From a random start along ``direction`` (unit vector): 45-75% of the frame (x ``reach``),
-        # at most what keeps the object inside the frame.
+    def line_path(self, direction, radius_px, reach=1.0):
+        """From a random start along ``direction`` (unit vector): 45-75% of the frame (x ``reach``), at
+        most what keeps the object inside the frame."""
+        rng, s = self.rng, self.s
         r = EXTENT * radius_px + 1
         travel = rng.uniform(0.45, 0.75) * s * reach
         travel = min(travel, (s - 2 * r) / max(abs(direction[0]), abs(direction[1])))
@@ -217,11 +223,13 @@ def render(kind: str, rng: np.random.Generator, frames: int, size: int) -> np.nd
         lo_y, hi_y = r + max(0, -dy), s - r - max(0, dy)
         x0 = rng.uniform(lo_x, max(lo_x, hi_x))
         y0 = rng.uniform(lo_y, max(lo_y, hi_y))
-        return x0 + p * dx, y0 + p * dy
+        return x0 + self.p * dx, y0 + self.p * dy
 
-    objects = []  # (cx, cy, radius, angle, alpha, colours)
-    if kind in ("horizontal", "vertical", "diagonal", "antidiagonal"):
-        slant = rng.uniform(-0.12, 0.12)  # paths are not exactly axis-aligned
+
+def _translate(kind: str):
+    """horizontal, vertical and the two diagonals: a straight path, not exactly axis-aligned."""
+    def objects(sc: Scene) -> list:
+        slant = sc.rng.uniform(-0.12, 0.12)
         dx, dy = {
             "horizontal": (1.0, slant),
             "vertical": (slant, -1.0),  # up: y decreases (image rows grow downwards)
@@ -229,59 +237,108 @@ def render(kind: str, rng: np.random.Generator, frames: int, size: int) -> np.nd
             "antidiagonal": (-1.0, 1.0 + slant),
         }[kind]
         norm = math.hypot(dx, dy)
-        cx, cy = line_path((dx / norm, dy / norm), radius[0], reach=1.3 if "diagonal" in kind else 1.0)
-        objects.append((cx, cy, radius, angle, alpha, colours))
-    elif kind == "grow":
-        small, big = rng.uniform(0.07, 0.1) * s, rng.uniform(0.22, 0.3) * s
-        radius = small + p * (big - small)
-        cx, cy = drift_path(big)
-        objects.append((cx, cy, radius, angle, alpha, colours))
-    elif kind == "appear":
-        cx, cy = drift_path(radius[0])
-        objects.append((cx, cy, radius, angle, p.copy(), colours))
-    elif kind == "brighten":
-        cx, cy = drift_path(radius[0])
-        dark = rng.uniform(0.15, 0.3)
-        light = np.clip(colour * 0.5 + 0.5, 0, 1)  # towards white
-        lo = colour * dark
-        colours = lo[None] + p[:, None] * (light - lo)[None]
-        objects.append((cx, cy, radius, angle, alpha, colours))
-    elif kind in ("approach", "split"):
-        r = ones * rng.uniform(0.1, 0.14) * s
+        cx, cy = sc.line_path((dx / norm, dy / norm), sc.radius[0], reach=1.3 if "diagonal" in kind else 1.0)
+        return [(cx, cy, sc.radius, sc.angle, sc.alpha, sc.colours)]
+    return objects
+
+
+def _grow(sc: Scene) -> list:
+    small, big = sc.rng.uniform(0.07, 0.1) * sc.s, sc.rng.uniform(0.22, 0.3) * sc.s
+    radius = small + sc.p * (big - small)
+    cx, cy = sc.drift_path(big)
+    return [(cx, cy, radius, sc.angle, sc.alpha, sc.colours)]
+
+
+def _appear(sc: Scene) -> list:
+    cx, cy = sc.drift_path(sc.radius[0])
+    return [(cx, cy, sc.radius, sc.angle, sc.p.copy(), sc.colours)]
+
+
+def _brighten(sc: Scene) -> list:
+    cx, cy = sc.drift_path(sc.radius[0])
+    dark = sc.rng.uniform(0.15, 0.3)
+    light = np.clip(sc.colour * 0.5 + 0.5, 0, 1)  # towards white
+    lo = sc.colour * dark
+    colours = lo[None] + sc.p[:, None] * (light - lo)[None]
+    return [(cx, cy, sc.radius, sc.angle, sc.alpha, colours)]
+
+
+def _pair(kind: str):
+    """approach and split: two objects on a line through a random middle point."""
+    def objects(sc: Scene) -> list:
+        rng, s, p = sc.rng, sc.s, sc.p
+        r = sc.ones * rng.uniform(0.1, 0.14) * s
         heading = rng.uniform(0, math.pi)
         ux, uy = math.cos(heading), math.sin(heading)
         far = rng.uniform(0.5, 0.7) * s
         near = rng.uniform(0.18, 0.24) * s if kind == "approach" else 0.0
-        half = (far + (near - far) * p) / 2  # approach: far -> near; split is written as merging first
         if kind == "split":
             half = (near + (far - near) * p) / 2  # one thing (two on top of each other) -> two
+        else:
+            half = (far + (near - far) * p) / 2  # approach: far -> near
         reach_x, reach_y = abs(ux) * far / 2 + EXTENT * r[0], abs(uy) * far / 2 + EXTENT * r[0]
         mx = rng.uniform(reach_x, max(reach_x, s - reach_x))
         my = rng.uniform(reach_y, max(reach_y, s - reach_y))
-        other = colours if kind == "split" or rng.uniform() < 0.5 else np.tile(_random_colour(rng, bg_mean), (frames, 1))
-        objects.append((mx - half * ux, my - half * uy, r, angle, alpha, colours))
-        objects.append((mx + half * ux, my + half * uy, r, angle + math.pi, alpha, other))
-    elif kind == "rotate":
-        cx, cy = drift_path(radius[0])
-        turn = rng.uniform(0.7, 1.2) * math.pi  # clockwise on screen: the angle grows (y points down)
-        objects.append((cx, cy, radius, angle + p * turn, alpha, colours))
-    elif kind == "circle":
-        r = ones * rng.uniform(0.11, 0.15) * s
-        orbit = rng.uniform(0.2, 0.27) * s
-        ox, oy = rng.uniform(orbit + EXTENT * r[0], s - orbit - EXTENT * r[0], size=2)
-        start = rng.uniform(0, 2 * math.pi)
-        theta = start + p * rng.uniform(1.0, 1.5) * math.pi  # clockwise on screen
-        objects.append((ox + orbit * np.cos(theta), oy + orbit * np.sin(theta), r, angle, alpha, colours))
-    elif kind == "recolour":
-        cx, cy = drift_path(radius[0])
-        red = np.array([0.9, 0.12, 0.1]) + rng.uniform(-0.08, 0.08, size=3)
-        blue = np.array([0.1, 0.22, 0.92]) + rng.uniform(-0.08, 0.08, size=3)
-        colours = red[None] + p[:, None] * (blue - red)[None]
-        objects.append((cx, cy, radius, angle, alpha, np.clip(colours, 0, 1)))
-    else:
-        raise ValueError(f"unknown motion kind {kind!r}")
+        same = kind == "split" or rng.uniform() < 0.5
+        other = sc.colours if same else np.tile(_random_colour(rng, sc.bg_mean), (sc.frames, 1))
+        return [(mx - half * ux, my - half * uy, r, sc.angle, sc.alpha, sc.colours),
+                (mx + half * ux, my + half * uy, r, sc.angle + math.pi, sc.alpha, other)]
+    return objects
 
-    for cx, cy, r, ang, a, col in objects:
+
+def _rotate(sc: Scene) -> list:
+    cx, cy = sc.drift_path(sc.radius[0])
+    turn = sc.rng.uniform(0.7, 1.2) * math.pi  # clockwise on screen: the angle grows (y points down)
+    return [(cx, cy, sc.radius, sc.angle + sc.p * turn, sc.alpha, sc.colours)]
+
+
+def _circle(sc: Scene) -> list:
+    rng, s = sc.rng, sc.s
+    r = sc.ones * rng.uniform(0.11, 0.15) * s
+    orbit = rng.uniform(0.2, 0.27) * s
+    ox, oy = rng.uniform(orbit + EXTENT * r[0], s - orbit - EXTENT * r[0], size=2)
+    start = rng.uniform(0, 2 * math.pi)
+    theta = start + sc.p * rng.uniform(1.0, 1.5) * math.pi  # clockwise on screen
+    return [(ox + orbit * np.cos(theta), oy + orbit * np.sin(theta), r, sc.angle, sc.alpha, sc.colours)]
+
+
+def _recolour(sc: Scene) -> list:
+    cx, cy = sc.drift_path(sc.radius[0])
+    red = np.array([0.9, 0.12, 0.1]) + sc.rng.uniform(-0.08, 0.08, size=3)
+    blue = np.array([0.1, 0.22, 0.92]) + sc.rng.uniform(-0.08, 0.08, size=3)
+    colours = red[None] + sc.p[:, None] * (blue - red)[None]
+    return [(cx, cy, sc.radius, sc.angle, sc.alpha, np.clip(colours, 0, 1))]
+
+
+# Motion kind -> its objects. Every kind of CLASS_SETS has one entry.
+MOTIONS = {
+    **{kind: _translate(kind) for kind in ("horizontal", "vertical", "diagonal", "antidiagonal")},
+    "grow": _grow,
+    "appear": _appear,
+    "brighten": _brighten,
+    "approach": _pair("approach"),
+    "split": _pair("split"),
+    "rotate": _rotate,
+    "circle": _circle,
+    "recolour": _recolour,
+}
+
+
+def render(kind: str, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
+    """The forward video of a motion kind: uint8 [frames, size, size, 3]."""
+    if kind not in MOTIONS:
+        raise ValueError(f"unknown motion kind {kind!r}")
+    s = float(size)
+    canvas = _background(rng, frames, size)
+    bg_mean = float(canvas[0].mean())
+    p = _timeline(rng, frames)
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    colour = _random_colour(rng, bg_mean)
+    ones = np.ones(frames, dtype=np.float32)
+    angle = ones * rng.uniform(0, 2 * math.pi)
+    radius = ones * rng.uniform(0.14, 0.21) * s  # 28-42% of the frame across: 2-3 ViT patches
+    scene = Scene(rng, frames, s, bg_mean, p, colour, ones, angle, ones.copy(), np.tile(colour, (frames, 1)), radius)
+    for cx, cy, r, ang, a, col in MOTIONS[kind](scene):
         _draw(canvas, shape, np.asarray(cx, np.float32), np.asarray(cy, np.float32), np.asarray(r, np.float32),
               np.asarray(ang, np.float32), np.asarray(a, np.float32), np.asarray(col, np.float32))
     return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
