@@ -1,11 +1,11 @@
-"""Frame sampling: TSN train (in segment), test (centre), multi-view (fixed, evenly spaced), dense, short videos."""
+"""Frame sampling: TSN train (in segment), test (centre), multi-view (fixed, evenly spaced), short videos."""
 
 import math
 
 import pytest
 import torch
 
-from mbgf_cli.data.sampling import FrameSampler, dense_train, dense_view, spread, tsn_train, tsn_view
+from mbgf_cli.data.sampling import FrameSampler, spread, tsn_train, tsn_view
 
 
 def test_train_takes_one_frame_inside_each_segment():
@@ -53,28 +53,6 @@ def test_exactly_t_frames_gives_every_frame():
     assert tsn_train(8, 8, torch.Generator().manual_seed(3)) == list(range(8))
 
 
-def test_dense_train_window_is_consecutive_with_interval_and_random():
-    starts = set()
-    for seed in range(30):
-        idx = dense_train(100, 8, 4, torch.Generator().manual_seed(seed))
-        assert [b - a for a, b in zip(idx, idx[1:], strict=False)] == [4] * 7
-        assert 0 <= idx[0] and idx[-1] < 100
-        starts.add(idx[0])
-    assert len(starts) > 10
-
-
-def test_dense_views_spread_over_the_video():
-    views = [dense_view(100, 4, 2, k, 3) for k in range(3)]
-    starts = [v[0] for v in views]
-    assert starts == sorted(starts) and starts[0] < 30 < starts[1] < 60 < starts[2]
-    assert dense_view(100, 4, 2) == [47, 49, 51, 53]  # the centre window
-    # A window longer than the video covers the whole video instead, in order.
-    assert dense_view(10, 8, 4) == tsn_view(10, 8)
-    assert dense_train(5, 8, 2, torch.Generator()) == spread(5, 8)
-
-
 def test_sampler_validates():
-    with pytest.raises(ValueError):
-        FrameSampler(8, mode="random")
     with pytest.raises(ValueError):
         FrameSampler(0)

@@ -7,7 +7,7 @@
     loader = build_loader(ds, batch_size=32, workers=8, shuffle=True, drop_last=True, distributed=False, seed=0)
 
 One module per concern: ``annotations`` (lists, labels), ``sources`` (folder, tar, zip),
-``readers`` (decord, PyAV), ``sampling`` (TSN, dense), ``transforms`` (torch, uint8),
+``readers`` (decord, PyAV), ``sampling`` (TSN), ``transforms`` (torch, uint8),
 ``dataset`` (Dataset, sampler, loader), ``synthetic`` (the generated motion dataset),
 ``prepare`` (the engines of ``mbgf prepare-data``). Knows nothing about models.
 """

@@ -81,8 +81,7 @@ def _remove_if_owner(path: str, owner_pid: int):
 class VideoDataset(Dataset):
     """Clips of the videos of one list (see the module docstring for items, determinism, failures).
 
-    frames       T, frames per clip (TSN segments; with ``sampling="dense"`` consecutive frames
-                 ``frame_interval`` apart)
+    frames       T, frames per clip (TSN segments)
     input_size   S, the square side of the output
     train        random clip + augmentation (True) or deterministic views (False)
     views        (clips, crops) at test time: temporal clips x spatial crops (1 or 3)
@@ -108,8 +107,6 @@ class VideoDataset(Dataset):
         strict: bool = False,
         seed: int = 0,
         flip: bool = True,
-        sampling: str = "tsn",
-        frame_interval: int = 2,
         crop: str = "multiscale",
         jitter: float = 0.8,
         gray: float = 0.2,
@@ -139,7 +136,7 @@ class VideoDataset(Dataset):
         self.epoch = 0
         self.max_replacements = max_replacements
         try:
-            self.sampler = FrameSampler(frames, sampling, frame_interval)
+            self.sampler = FrameSampler(frames)
             if train:
                 self.transform = TrainTransform(input_size, crop=crop, flip=flip, jitter=jitter, gray=gray,
                                                 mean=tuple(mean), std=tuple(std))
