@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 
 from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
+from mbgf_cli import resources
 from mbgf_cli.console import console, err_console
 from mbgf_cli.data.annotations import read_text
 from mbgf_cli.errors import UserError, at
@@ -325,15 +326,7 @@ def require_gates(model) -> None:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available here")
-    return resolved
+    return resources.resolve_device(device)  # the one device message (mbgf_cli/resources.py)
 
 
 def parse_views(text: str) -> tuple[int, int]:
