@@ -143,3 +143,25 @@ def test_export_refuses_its_source_and_writes_beside_a_users_files(source, tmp_p
 
     loaded = transformers.CLIPModel.from_pretrained(hf)
     assert loaded.config.projection_dim == ref.TinyDims().embed
+
+
+def test_a_checkpoint_folder_written_before_markers_is_replaced_only_with_overwrite(source, tmp_path, capsys):
+    from mbgf_cli.checkpoint import save_checkpoint
+
+    old = tmp_path / "old"
+    save_checkpoint(old, torch.nn.Linear(2, 2), {"config": {}, "epoch": 9})  # mbgf's own, no marker
+    code, _, err = mbgf(capsys, "convert", source, "-o", old)
+    refused(code, err, "--overwrite")
+    assert os.listdir(old) == ["model.safetensors"]
+    code, _, err = mbgf(capsys, "convert", source, "-o", old, "--overwrite")
+    assert code == 0, err
+    assert load_checkpoint(old)[1]["source"]["format"] == "openai"
+    assert read_marker(old) == {"kind": "convert", "written": ["model.safetensors"]}
+    # The same checkpoint beside a file of the user's is not mbgf's folder: its model.safetensors stays.
+    mixed = tmp_path / "mixed"
+    save_checkpoint(mixed, torch.nn.Linear(2, 2), {"config": {}, "epoch": 9})
+    (mixed / "notes.txt").write_text("mine")
+    before = tree(mixed)
+    code, _, err = mbgf(capsys, "convert", source, "-o", mixed, "--overwrite")
+    refused(code, err, "is not mbgf's and would be replaced")
+    assert tree(mixed) == before

@@ -30,7 +30,15 @@ from safetensors.torch import load_file
 
 import fusion
 from clip import safe_pickle
-from mbgf_cli.checkpoint import FORMAT, MODEL_FILE, load_checkpoint, model_file, read_meta, save_checkpoint
+from mbgf_cli.checkpoint import (
+    CHECKPOINT_FILES,
+    FORMAT,
+    MODEL_FILE,
+    load_checkpoint,
+    model_file,
+    read_meta,
+    save_checkpoint,
+)
 from mbgf_cli.errors import UserError
 from mbgf_cli.interop import actionclip, huggingface, mmaction2, openai, vificlip, xclip
 from mbgf_cli.interop.common import (
@@ -47,7 +55,7 @@ from mbgf_cli.interop.common import (
     video_config,
     weights_of,
 )
-from mbgf_cli.outputs import check_output_folder, place_outputs, staging_beside
+from mbgf_cli.outputs import check_output_folder, place_outputs, read_marker, record_outputs, staging_beside
 
 # File formats, in the order they are tried (X-CLIP's, ViFi-CLIP's and mmaction2's files hold OpenAI's
 # keys too, so OpenAI's comes last).
@@ -173,9 +181,26 @@ def convert_checkpoint(source, output, format: str = "auto", frames: int | None 
     """``mbgf convert``: write ``source`` as an mbgf checkpoint directory. Returns ``(output, meta)``.
     ``output`` follows :mod:`mbgf_cli.outputs` (checked before any work): a non-empty folder that is not
     a previous convert's is refused unless ``overwrite``, which writes beside the files there."""
-    output = check_output_folder(output, "--output", CONVERT, overwrite, writes=[MODEL_FILE])
+    output = Path(output).expanduser()
+    unmarked = _unmarked_checkpoint(output)
+    check_output_folder(output, "--output", CONVERT, overwrite, writes=[] if unmarked else [MODEL_FILE])
     model, meta = load_foreign(source, format, frames, strict, pretrained)
+    if unmarked:  # written by mbgf before folders had a marker: its checkpoint files are mbgf's own
+        record_outputs(output, CONVERT, unmarked)
     return _write_staged(output, CONVERT, lambda staging: save_checkpoint(staging, model, meta)), meta
+
+
+def _unmarked_checkpoint(folder: Path) -> list[str]:
+    """The checkpoint files of a folder mbgf wrote before output markers existed (nothing else in it but
+    a checkpoint mbgf's metadata identifies); empty for any other folder."""
+    if not folder.is_dir() or read_marker(folder) is not None or not (folder / MODEL_FILE).is_file():
+        return []
+    try:
+        read_meta(folder)  # its metadata says mbgf wrote it (a damaged or foreign file does not)
+    except UserError:
+        return []
+    names = sorted(p.name for p in folder.iterdir())
+    return names if set(names) <= CHECKPOINT_FILES else []
 
 
 def _write_staged(output: Path, kind: str, write) -> Path:
