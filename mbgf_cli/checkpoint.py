@@ -9,7 +9,8 @@ Layout of a checkpoint directory (DESIGN.md):
 Writes are atomic: the files go into a temporary sibling directory (each file fsync'ed), which then
 replaces the target in one rename (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, and a
 reader finds the previous copy under ``.NAME.old`` if a crash fell between them). A reader never
-sees a half-written ``last/``.
+sees a half-written ``last/``. Only a folder holding nothing but a checkpoint's files is ever replaced
+(``check_replaceable``): a save never removes anything else.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 A reader (or a run killed mid-write) sees either the previous file or the new one, never a part:
 the content goes to a temporary sibling, is flushed to disk, then renamed over the target, and the
-directory entry is flushed too. A full disk names the file and says the previous one is intact.
+directory entry is flushed too. A full disk names the file, says whether the previous one is intact
+and how much space is left. The file gets the permissions the user's umask gives a new file, whatever
+mode the writer created the temporary with.
 """
 
 from __future__ import annotations
