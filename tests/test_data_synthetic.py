@@ -192,3 +192,9 @@ def test_the_table_driven_renderer_draws_the_same_bytes_as_before():
     assert {kind for pairs in syn.CLASS_SETS.values() for _, _, kind in pairs} == set(syn.MOTIONS)
     with pytest.raises(ValueError, match="unknown motion kind 'wobble'"):
         syn.render("wobble", np.random.default_rng(0), 8, 32)
+
+
+def test_workers_beyond_the_machine_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(UserError, match=r"^--workers 1000000: this machine runs at most \d+ loader processes"):
+        syn.generate(tmp_path / "d", **{**TINY, "workers": 10**6})
+    assert not (tmp_path / "d").exists()

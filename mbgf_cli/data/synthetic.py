@@ -38,6 +38,7 @@ from mbgf_cli.data.sources import open_source
 from mbgf_cli.errors import UserError
 from mbgf_cli.fileio import atomic_write_json
 from mbgf_cli.processes import process_pool
+from mbgf_cli.resources import available_cpus, check_workers
 
 # (class of the forward motion, class of the same video played backwards, motion kind)
 CLASS_SETS: dict[str, list[tuple[str, str, str]]] = {
@@ -458,6 +459,7 @@ def generate(
         raise UserError(
             "synthetic: need videos-per-class >= 1, frames >= 2, an even size >= 40, 0 <= val-fraction < 1, fps >= 1"
         )
+    workers = check_workers(workers) or available_cpus()  # before any work, as on every command
     out = Path(out_dir)
     manifest = out / "synthetic.json"
     wanted = asdict(options)
@@ -502,7 +504,6 @@ def generate(
         path.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(path), options, label, int(Path(rel).stem)))
     if jobs:
-        workers = workers or os.cpu_count() or 1
         with progress() as bar:
             task = bar.add_task("synthetic videos", total=len(jobs), info="", visible=show_progress)
             if workers == 1:
