@@ -102,14 +102,16 @@ def check_replaceable(directory) -> None:
 
 
 def full_disk_message(writing: Path, directory: Path, what: str) -> str:
-    """The advice for a disk that filled while saving: what is intact, how much space there is, and what
-    the same command does once there is room (a run resumes from its last checkpoint, or starts again)."""
-    if (directory / MODEL_FILE).is_file():
-        kept, then = f"the previous {directory.name}/ checkpoint is intact", "it continues from that checkpoint"
-    else:
-        kept, then = f"no {directory.name}/ checkpoint was written yet", "it starts again from the beginning"
+    """The advice for a disk that filled while saving: what is intact, how much space there is, and the
+    command that goes on once there is room: the same one, which continues from the last checkpoint
+    beside ``directory``, or, where none was written yet, the same one with --overwrite (it starts again)."""
+    kept = (f"the previous {directory.name}/ checkpoint is intact" if (directory / MODEL_FILE).is_file()
+            else f"no {directory.name}/ checkpoint was written yet")
+    checkpointed = directory.parent.is_dir() and any((p / MODEL_FILE).is_file() for p in directory.parent.iterdir())
+    then = ("run the same command again: it continues from the last checkpoint" if checkpointed else
+            "run the same command again with --overwrite: nothing was checkpointed yet, so it starts again")
     return (f"{writing}: no space left on the device while writing {what} ({kept}; "
-            f"{free_space(directory.parent)} free there); free some space, then run the same command again: {then}")
+            f"{free_space(directory.parent)} free there); free some space, then {then}")
 
 
 def free_space(folder) -> str:

@@ -176,11 +176,12 @@ def test_a_full_disk_says_what_is_intact_and_what_the_same_command_does(tmp_path
     message = str(first.value)
     assert message.startswith(f"{tmp_path}/run/last/model.safetensors: no space left on the device")
     assert "no last/ checkpoint was written yet" in message and "MiB free there" in message
-    assert message.endswith("run the same command again: it starts again from the beginning")
+    assert message.endswith("run the same command again with --overwrite: nothing was checkpointed yet, so it "
+                            "starts again")
     monkeypatch.setattr(checkpoint, "_write_file", real_write)
     save_checkpoint(tmp_path / "run" / "last", model, {"config": {}, "epoch": 1})
     monkeypatch.setattr(checkpoint, "_write_file", full)
-    with pytest.raises(UserError, match=r"previous last/ checkpoint is intact.*continues from that checkpoint$"):
+    with pytest.raises(UserError, match=r"previous last/ checkpoint is intact.*continues from the last checkpoint$"):
         save_checkpoint(tmp_path / "run" / "last", model, {"config": {}, "epoch": 2})
     assert read_meta(tmp_path / "run" / "last")["epoch"] == 1
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["last"]

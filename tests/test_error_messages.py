@@ -122,3 +122,28 @@ def failing(monkeypatch):
 def test_library_errors_become_sentences(failing, capsys, kind, code, expected):
     got, err = run(capsys, "broken", kind)
     assert got == code and expected in one_sentence(err)
+
+
+def test_a_full_disk_in_epoch_1_gives_advice_that_works(toy_dataset, tmp_path, capsys, monkeypatch):
+    """The first checkpoint cannot be written (a fake ENOSPC); doing what the message says (the same
+    command again, once there is room) trains the run."""
+    from mbgf_cli import checkpoint
+    from tests.test_train_support import TINY_RUN
+
+    real_write = checkpoint._write_file
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    args = ["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--epochs", "1", "--out",
+            tmp_path / "run"]
+    monkeypatch.setattr(checkpoint, "_write_file", full)
+    code, err = run(capsys, *args)
+    line = one_sentence(err.split("\n\n")[-1])  # after the progress lines
+    assert code == 2 and "no space left on the device" in line, line
+    assert line.endswith("run the same command again with --overwrite: nothing was checkpointed yet, so it starts "
+                         "again"), line
+    monkeypatch.setattr(checkpoint, "_write_file", real_write)
+    code, err = run(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert checkpoint.read_meta(tmp_path / "run" / "last")["epoch"] == 1
