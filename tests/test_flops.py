@@ -13,11 +13,18 @@ from fusion.config import BACKBONES
 from mbgf_cli import app as app_module
 from mbgf_cli.flops import (
     count,
-    image_encoder_cost,
     prompt_cost_per_class,
     text_encoder_cost,
     video_model_cost,
 )
+
+
+def image_encoder_cost(backbone: str):
+    """One 224 px frame through the CLIP image encoder, counted on meta."""
+    with torch.device("meta"):
+        model = CLIP(BACKBONES[backbone].clip_config)
+    frame = torch.empty(1, 3, 224, 224, device="meta")
+    return count(lambda: model.encode_image(frame), model)
 
 
 def vit_macs(config, size: int) -> int:
