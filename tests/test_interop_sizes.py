@@ -209,3 +209,22 @@ def test_an_openai_format_file_of_any_size_loads_and_converts(tmp_path):
     video = original.encode_image(clips.flatten(0, 1)).view(BATCH, FRAMES, -1).mean(1)
     expected = original.logit_scale.exp() * ref.normalize(video) @ ref.normalize(original.encode_text(tokens)).t()
     assert ref.relative_error(model(clips, tokens), expected) < TOLERANCE
+
+
+@torch.no_grad()
+def test_a_custom_backbone_exports_to_transformers_and_back(tmp_path):
+    """mbgf export writes the custom architecture (heads, MLP widths, GELU) into transformers' config:
+    CLIPModel.from_pretrained loads every weight and computes the same logits."""
+    values = CLIP_SIZES["gelu-w96-p8-40px"]
+    randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=11).save_pretrained(tmp_path / "hf")
+    interop.convert_checkpoint(tmp_path / "hf", tmp_path / "mbgf")
+    model, _ = load_checkpoint(tmp_path / "mbgf")
+    code, _, stderr = run_cli(["export", tmp_path / "mbgf", "--format", "hf", "-o", tmp_path / "back"])
+    assert code == 0, stderr
+    loaded, info = transformers.CLIPModel.from_pretrained(tmp_path / "back", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert loaded.config.vision_config.hidden_act == "gelu" and loaded.config.vision_config.intermediate_size == 160
+    images = torch.randn(BATCH, 1, 3, 40, 40, generator=torch.Generator().manual_seed(6))
+    tokens = tokens_for(800, 12)
+    expected = loaded.eval()(input_ids=tokens, pixel_values=images[:, 0]).logits_per_image
+    assert ref.relative_error(model(images, tokens), expected) < TOLERANCE
