@@ -61,12 +61,12 @@ def models_table(rows: list[dict]) -> Table:
     table = Table(title="mbgf models", caption="Parameters counted on a model built on the meta device (all of "
                   "them, the text encoder's included); input: frames x pixels by default (--frames, --input-size); "
                   "the parts CLIP lacks (temporal heads, MBGF) start from random init. --json adds weight files "
-                  "and URLs.", caption_justify="left")
+                  "and URLs. A checkpoint of any other CLIP size converts to a custom backbone (mbgf convert).", caption_justify="left")
     table.add_column("Id", no_wrap=True)
     table.add_column("Model", overflow="fold")
     table.add_column("Params(M)", justify="right")
     table.add_column("Input", justify="right")
-    table.add_column("CLIP weights")
+    table.add_column("CLIP weights", overflow="fold")
     for i, row in enumerate(rows):
         weights = row["weights"]
         source = "random init" if weights["kind"] == "random" else f"OpenAI {weights['clip']}"
