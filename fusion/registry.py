@@ -15,19 +15,26 @@ from pathlib import Path
 import torch
 
 from clip.model import CLIP, CLIPConfig
-from fusion.config import BACKBONES, VARIANTS, VideoModelConfig
+from fusion.config import BACKBONES, VARIANTS, VideoModelConfig, backbone_for
 from fusion.video_model import VideoCLIP
 
 
-def build_video_model(model: str = "b16", variant: str = "clip", mbgf: bool = True, frames: int = 8,
+def build_video_model(model: str | None = "b16", variant: str = "clip", mbgf: bool = True, frames: int = 8,
                       input_size: int | None = None, clip_model: CLIP | None = None,
                       pretrained: str | Path | bool | None = None, **options) -> VideoCLIP:
     """A video model, in eval mode.
 
     CLIP's weights come from ``clip_model`` (adopted, not copied), or ``pretrained`` (a ``clip.load``
     name or path; ``True`` = the backbone's released weights, e.g. ``ViT-B/16``), or else random
-    init (no file is read). ``options`` are :class:`VideoModelConfig`'s other fields.
+    init (no file is read). ``model=None`` with a ``clip_model``: the backbone that CLIP is (a named
+    one, or ``custom`` with its architecture). ``options`` are :class:`VideoModelConfig`'s other fields.
     """
+    if model is None:
+        if clip_model is None:
+            raise ValueError("model=None needs the clip_model whose backbone it is")
+        model, architecture = backbone_for(clip_model.config)
+        if architecture is not None:
+            options["architecture"] = architecture
     config = VideoModelConfig.from_dict(dict(model=model, variant=variant, mbgf=mbgf, frames=frames,
                                              input_size=input_size, **options))
     return build_from_config(config, clip_model=clip_model, pretrained=pretrained)

@@ -313,6 +313,11 @@ def test_backbone_for_names_the_registered_architectures():
     assert fusion.backbone_for(replace(tiny, image_resolution=48)) == ("tiny", None)  # tiny: any resolution
     b16_at_384 = replace(clip.RELEASED["ViT-B/16"].config, image_resolution=384)
     assert fusion.backbone_for(b16_at_384) == ("custom", b16_at_384)  # other positions: not OpenAI's B/16
+    # model=None: the backbone a given CLIP is, named or custom
+    with torch.device("meta"):
+        assert fusion.build_video_model(None, clip_model=CLIP(b16_at_384)).config.architecture == b16_at_384
+        assert fusion.build_video_model(None, clip_model=CLIP(clip.RELEASED["ViT-L/14@336px"].config)).config.model \
+            == "l14-336"
 
 
 def test_meta_device_builds_without_files():
