@@ -3,7 +3,6 @@
 from clip.loading import available_models, cache_dir, download, load, load_state_dict
 from clip.model import (
     CLIP,
-    CONFIGS,
     CLIPConfig,
     build_model,
     config_from_state_dict,
@@ -11,12 +10,14 @@ from clip.model import (
     describe_key_mismatch,
     load_weights,
 )
+from clip.released import RELEASED, ReleasedModel, released_model
 from clip.tokenizer import decode, tokenize
 
 __all__ = [
     "CLIP",
-    "CONFIGS",
+    "RELEASED",
     "CLIPConfig",
+    "ReleasedModel",
     "available_models",
     "build_model",
     "cache_dir",
@@ -28,5 +29,6 @@ __all__ = [
     "load",
     "load_state_dict",
     "load_weights",
+    "released_model",
     "tokenize",
 ]

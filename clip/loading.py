@@ -30,22 +30,15 @@ from rich.progress import (
 
 from clip import safe_pickle
 from clip.model import CLIP, NON_PARAMETER_KEYS, build_model
+from clip.released import RELEASED, released_model
 
-# OpenAI's files: the sha256 of each is also the directory of its URL.
-MODELS = {
-    "ViT-B/32": ("40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "ViT-B-32.pt"),
-    "ViT-B/16": ("5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", "ViT-B-16.pt"),
-    "ViT-L/14": ("b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "ViT-L-14.pt"),
-    "ViT-L/14@336px": ("3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", "ViT-L-14-336px.pt"),
-}
-ALIASES = {"b32": "ViT-B/32", "b16": "ViT-B/16", "l14": "ViT-L/14"}
 DEFAULT_BASE_URL = "https://openaipublic.azureedge.net/clip/models"
 CHUNK_BYTES = 1 << 20
 
 
 def available_models() -> list[str]:
-    """Names :func:`load` downloads (the short aliases b32, b16, l14 work as well)."""
-    return list(MODELS)
+    """Names :func:`load` downloads (their short names, b32, b16, l14, l14-336, work as well)."""
+    return list(RELEASED)
 
 
 def cache_dir() -> Path:
@@ -55,9 +48,9 @@ def cache_dir() -> Path:
 
 def model_url(name: str) -> str:
     """URL of a released model; ``$MBGF_CLIP_URL`` replaces OpenAI's host (a mirror, or a test server)."""
-    sha256, filename = MODELS[name]
+    model = released_model(name)
     base = (os.environ.get("MBGF_CLIP_URL") or DEFAULT_BASE_URL).rstrip("/")
-    return f"{base}/{sha256}/{filename}"
+    return f"{base}/{model.sha256}/{model.filename}"
 
 
 def sha256_of(path: Path) -> str:
@@ -206,21 +199,21 @@ def _first_line(e: BaseException) -> str:
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu", strict: bool = True,
          progress: bool = True) -> CLIP:
-    """A CLIP in eval mode from a released name (``ViT-B/16``, alias ``b16``, ...) or a weights file.
+    """A CLIP in eval mode from a released name (``ViT-B/16``, short ``b16``, ...) or a weights file.
 
     Names are downloaded once into :func:`cache_dir`. Errors name the file: ``FileNotFoundError``
     for a path that does not exist, ``ValueError`` for a file that is not CLIP weights (with the first
     missing/unexpected keys).
     """
-    name = ALIASES.get(str(name_or_path), str(name_or_path))
-    if name in MODELS:
-        sha256, filename = MODELS[name]
-        path = download(model_url(name), sha256, cache_dir() / filename, progress=progress)
+    released = released_model(str(name_or_path))
+    if released is not None:
+        path = download(model_url(released.name), released.sha256, cache_dir() / released.filename,
+                        progress=progress)
     else:
         path = Path(name_or_path).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"{name_or_path}: no such file, and not a CLIP model name "
-                                    f"(names: {', '.join(MODELS)}; aliases: {', '.join(ALIASES)})")
+            names = ", ".join(f"{m.name} ({m.short_name})" for m in RELEASED.values())
+            raise FileNotFoundError(f"{name_or_path}: no such file, and not a CLIP model name (names: {names})")
     state_dict = load_state_dict(path)
     try:
         model = build_model(state_dict, strict=strict)

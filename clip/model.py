@@ -34,6 +34,10 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+# The MLP activations a CLIP may use: OpenAI's QuickGELU, or exact GELU (OpenCLIP's larger models).
+ACTIVATIONS = {"quick_gelu": QuickGELU, "gelu": nn.GELU}
+
+
 class MultiheadAttention(nn.Module):
     """Self/cross attention with ``nn.MultiheadAttention``'s parameter names (in_proj_*, out_proj).
 
@@ -69,16 +73,18 @@ class MultiheadAttention(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) with a 4x QuickGELU MLP."""
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); the MLP is ``mlp_width``
+    wide (default 4x) with QuickGELU (or ``activation`` "gelu")."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, mlp_width: int | None = None, activation: str = "quick_gelu"):
         super().__init__()
+        mlp_width = mlp_width or 4 * width
         self.attn = MultiheadAttention(width, heads)
         self.ln_1 = LayerNorm(width)
         self.mlp = nn.Sequential(OrderedDict([
-            ("c_fc", nn.Linear(width, width * 4)),
-            ("gelu", QuickGELU()),
-            ("c_proj", nn.Linear(width * 4, width)),
+            ("c_fc", nn.Linear(width, mlp_width)),
+            ("gelu", ACTIVATIONS[activation]()),
+            ("c_proj", nn.Linear(mlp_width, width)),
         ]))
         self.ln_2 = LayerNorm(width)
 
@@ -90,10 +96,12 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     """A stack of residual attention blocks over batch-first ``[N, L, width]`` sequences."""
 
-    def __init__(self, width: int, layers: int, heads: int):
+    def __init__(self, width: int, layers: int, heads: int, mlp_width: int | None = None,
+                 activation: str = "quick_gelu"):
         super().__init__()
         self.width, self.layers = width, layers
-        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads) for _ in range(layers)])
+        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, mlp_width, activation)
+                                         for _ in range(layers)])
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,7 +117,7 @@ class VisionTransformer(nn.Module):
     """ViT image encoder: patches + class token + positions -> blocks -> ln_post(CLS) @ proj."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
-                 output_dim: int):
+                 output_dim: int, mlp_width: int | None = None, activation: str = "quick_gelu"):
         super().__init__()
         self.input_resolution, self.patch_size, self.output_dim = input_resolution, patch_size, output_dim
         scale = width ** -0.5
@@ -118,7 +126,7 @@ class VisionTransformer(nn.Module):
         self.grid_size = input_resolution // patch_size  # the patch grid the position embedding was trained on
         self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid_size ** 2 + 1, width))
         self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, mlp_width, activation)
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
@@ -157,6 +165,11 @@ class VisionTransformer(nn.Module):
 
 @dataclass(frozen=True)
 class CLIPConfig:
+    """A ViT CLIP's architecture. OpenAI's models need only the first fields; the others (head counts,
+    MLP widths, activation) have OpenAI's values by default (heads = width / 64, MLP 4x width,
+    QuickGELU) and are normalised to numbers, so that equal architectures compare equal. The named
+    architectures live in :mod:`clip.released` (OpenAI's files) and :mod:`fusion.config` (backbones)."""
+
     embed_dim: int
     image_resolution: int
     vision_layers: int
@@ -167,21 +180,25 @@ class CLIPConfig:
     transformer_width: int = 512
     transformer_heads: int = 8
     transformer_layers: int = 12
+    vision_heads: int | None = None           # None: vision_width / 64
+    vision_mlp_width: int | None = None       # None: 4 x vision_width
+    transformer_mlp_width: int | None = None  # None: 4 x transformer_width
+    activation: str = "quick_gelu"            # or "gelu"
 
-    @property
-    def vision_heads(self) -> int:
-        return max(1, self.vision_width // 64)
-
-
-# OpenAI's released ViT models, plus a random-init `tiny` one for CPU demos and tests.
-CONFIGS = {
-    "ViT-B/32": CLIPConfig(512, 224, 12, 768, 32, transformer_width=512, transformer_heads=8, transformer_layers=12),
-    "ViT-B/16": CLIPConfig(512, 224, 12, 768, 16, transformer_width=512, transformer_heads=8, transformer_layers=12),
-    "ViT-L/14": CLIPConfig(768, 224, 24, 1024, 14, transformer_width=768, transformer_heads=12, transformer_layers=12),
-    "ViT-L/14@336px": CLIPConfig(768, 336, 24, 1024, 14, transformer_width=768, transformer_heads=12,
-                                 transformer_layers=12),
-    "tiny": CLIPConfig(128, 112, 4, 128, 16, transformer_width=128, transformer_heads=2, transformer_layers=2),
-}
+    def __post_init__(self):
+        defaults = {"vision_heads": max(1, self.vision_width // 64), "vision_mlp_width": 4 * self.vision_width,
+                    "transformer_mlp_width": 4 * self.transformer_width}
+        for name, default in defaults.items():
+            object.__setattr__(self, name, int(getattr(self, name) or default))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}")
+        for width, heads, what in ((self.vision_width, self.vision_heads, "vision"),
+                                   (self.transformer_width, self.transformer_heads, "text")):
+            if heads < 1 or width % heads:
+                raise ValueError(f"{what} width {width} is not divisible by {heads} heads")
+        if self.image_resolution < self.vision_patch_size or self.image_resolution % self.vision_patch_size:
+            raise ValueError(f"image resolution {self.image_resolution} is not a multiple of the patch size "
+                             f"{self.vision_patch_size}")
 
 
 class CLIP(nn.Module):
@@ -190,8 +207,10 @@ class CLIP(nn.Module):
         self.config = config
         self.context_length = config.context_length
         self.visual = VisionTransformer(config.image_resolution, config.vision_patch_size, config.vision_width,
-                                        config.vision_layers, config.vision_heads, config.embed_dim)
-        self.transformer = Transformer(config.transformer_width, config.transformer_layers, config.transformer_heads)
+                                        config.vision_layers, config.vision_heads, config.embed_dim,
+                                        config.vision_mlp_width, config.activation)
+        self.transformer = Transformer(config.transformer_width, config.transformer_layers, config.transformer_heads,
+                                       config.transformer_mlp_width, config.activation)
         self.vocab_size = config.vocab_size
         self.token_embedding = nn.Embedding(config.vocab_size, config.transformer_width)
         self.positional_embedding = nn.Parameter(torch.empty(config.context_length, config.transformer_width))
@@ -251,7 +270,9 @@ class CLIP(nn.Module):
 
 
 def config_from_state_dict(state_dict: dict) -> CLIPConfig:
-    """Every hyper-parameter of a ViT CLIP, read from its tensors' shapes (as OpenAI's build_model)."""
+    """Every hyper-parameter of a ViT CLIP that its tensors' shapes tell (as OpenAI's build_model reads
+    them; MLP widths too). Shapes cannot tell head counts or the activation: OpenAI's (width / 64,
+    QuickGELU) are assumed."""
     if "visual.proj" not in state_dict:
         raise ValueError("not a ViT CLIP state dict (no 'visual.proj'); ResNet CLIP models are not supported")
     vision_width = state_dict["visual.conv1.weight"].shape[0]
@@ -271,7 +292,14 @@ def config_from_state_dict(state_dict: dict) -> CLIPConfig:
         transformer_width=transformer_width,
         transformer_heads=max(1, transformer_width // 64),
         transformer_layers=len({k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks.")}),
+        vision_mlp_width=_mlp_width(state_dict, "visual.transformer.resblocks."),
+        transformer_mlp_width=_mlp_width(state_dict, "transformer.resblocks."),
     )
+
+
+def _mlp_width(state_dict: dict, blocks: str) -> int | None:
+    weight = state_dict.get(f"{blocks}0.mlp.c_fc.weight")
+    return None if weight is None else int(weight.shape[0])
 
 
 def build_model(state_dict: dict, strict: bool = True) -> CLIP:

@@ -1,13 +1,18 @@
 """The one home of the video models' constants and their configuration: the backbones, the variants,
 CLIP's input normalisation, MBGF's branch names and :class:`VideoModelConfig`.
 
+The backbones are the model registry's names: one per OpenAI release (from :data:`clip.RELEASED`, under
+its short name: b32, b16, l14, l14-336), ``tiny`` (random init), and ``custom``, a CLIP of any size
+whose architecture the config carries (what a converted checkpoint of an unnamed size records).
+
 Plain data only: this module builds nothing (the builders are in :mod:`fusion.registry`), so the model
 (:mod:`fusion.video_model`), the registry and the application all read it without importing each other.
 """
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from clip.model import CONFIGS, CLIPConfig
+from clip.model import CLIPConfig
+from clip.released import RELEASED
 
 # Input normalisation on the 0-1 pixel scale. X-CLIP writes ImageNet's on the 0-255 scale
 # (mean 123.675, 116.28, 103.53; std 58.395, 57.12, 57.375): the very same numbers divided by 255.
@@ -23,16 +28,38 @@ BRANCHES = ("appearance", "temporal", "motion")
 @dataclass(frozen=True)
 class Backbone:
     label: str               # as in table names: CLIP-B/16
-    clip_name: str | None    # the released CLIP weights (a clip.load name); None: random init only
     clip_config: CLIPConfig  # the architecture, at the resolution its weights were trained at
+    clip_name: str | None = None     # the released CLIP weights (a clip.load name); None: none released
+    follows_input_size: bool = False  # random init only: built at the input size, not at clip_config's
 
 
 BACKBONES = {
-    "b32": Backbone("B/32", "ViT-B/32", CONFIGS["ViT-B/32"]),
-    "b16": Backbone("B/16", "ViT-B/16", CONFIGS["ViT-B/16"]),
-    "l14": Backbone("L/14", "ViT-L/14", CONFIGS["ViT-L/14"]),
-    "tiny": Backbone("tiny", None, CONFIGS["tiny"]),  # random init, for CPU demos and tests
+    **{m.short_name: Backbone(m.name.removeprefix("ViT-"), m.config, m.name) for m in RELEASED.values()},
+    # random init, for CPU demos and tests
+    "tiny": Backbone("tiny", CLIPConfig(128, 112, 4, 128, 16, transformer_width=128, transformer_heads=2,
+                                        transformer_layers=2), follows_input_size=True),
 }
+CUSTOM = "custom"  # a backbone of any size: VideoModelConfig.architecture holds its CLIP
+
+
+def backbone_for(clip_config: CLIPConfig) -> tuple[str, CLIPConfig | None]:
+    """``(model, architecture)`` for a CLIP of this architecture: the named backbone that is this CLIP
+    (``tiny`` at any resolution), else ``("custom", clip_config)``."""
+    wanted = asdict(clip_config)
+    for name, backbone in BACKBONES.items():
+        candidate = asdict(backbone.clip_config)
+        if backbone.follows_input_size:
+            candidate["image_resolution"] = wanted["image_resolution"]
+        if candidate == wanted:
+            return name, None
+    return CUSTOM, clip_config
+
+
+def architecture_label(c: CLIPConfig) -> str:
+    """A custom backbone's name in tables: vision width, layers, patch and resolution (``W128-L2/16@64``)."""
+    return f"W{c.vision_width}-L{c.vision_layers}/{c.vision_patch_size}@{c.image_resolution}"
+
+
 VARIANTS = {"clip": "CLIP", "actionclip": "ActionCLIP", "xclip": "X-CLIP"}
 TEMPLATE_EVAL = ("mean_text", "mean_softmax")
 
@@ -43,7 +70,7 @@ class VideoModelConfig:
     :meth:`to_dict`, and ``fusion.build_video_model(**config.to_dict())`` (or
     ``fusion.build_from_config(config)``) rebuilds the same model."""
 
-    model: str = "b16"            # the backbone: b32, b16, l14, tiny
+    model: str = "b16"            # the backbone: a name of BACKBONES, or "custom" (with architecture)
     variant: str = "clip"         # clip, actionclip, xclip
     mbgf: bool = True
     frames: int = 8
@@ -64,10 +91,11 @@ class VideoModelConfig:
     # Evaluation with several templates per class: "mean_text" or "mean_softmax" (ActionCLIP's test)
     template_eval: str = "mean_text"
     test_logit_scale: float | None = None  # None: logit_scale.exp(); ActionCLIP tests at 100
+    # The CLIP of a "custom" backbone (any size; a dict in JSON); None for the named backbones
+    architecture: CLIPConfig | None = None
 
     def __post_init__(self):
-        if self.model not in BACKBONES:
-            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(BACKBONES)}")
+        self._check_backbone()
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if self.template_eval not in TEMPLATE_EVAL:
@@ -86,8 +114,24 @@ class VideoModelConfig:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "mbgf", bool(self.mbgf))
 
+    def _check_backbone(self) -> None:
+        if isinstance(self.architecture, dict):
+            try:
+                object.__setattr__(self, "architecture", CLIPConfig(**self.architecture))
+            except TypeError as e:  # an unknown or missing key
+                raise ValueError(f"architecture: {e}") from None
+        if self.model == CUSTOM:
+            if not isinstance(self.architecture, CLIPConfig):
+                raise ValueError("model 'custom' needs its architecture (a CLIP configuration)")
+        elif self.model not in BACKBONES:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(BACKBONES)}")
+        elif self.architecture is not None:
+            raise ValueError(f"an architecture is given with model {self.model!r}; it is for model 'custom' only")
+
     @property
     def backbone(self) -> Backbone:
+        if self.model == CUSTOM:
+            return Backbone(architecture_label(self.architecture), self.architecture)
         return BACKBONES[self.model]
 
     @property
@@ -97,15 +141,20 @@ class VideoModelConfig:
 
     @property
     def clip_config(self) -> CLIPConfig:
-        """The CLIP architecture to build. Pretrained backbones keep the resolution of their weights
-        (other input sizes interpolate the position embedding on the fly); ``tiny`` is built at the
-        input size."""
-        config = self.backbone.clip_config
-        return replace(config, image_resolution=self.input_size) if self.backbone.clip_name is None else config
+        """The CLIP architecture to build. Backbones with weights (released or custom) keep the resolution
+        of their weights (other input sizes interpolate the position embedding on the fly); ``tiny`` is
+        built at the input size."""
+        backbone = self.backbone
+        return replace(backbone.clip_config, image_resolution=self.input_size) if backbone.follows_input_size \
+            else backbone.clip_config
 
     def to_dict(self) -> dict:
-        """Plain JSON types; the keys are :func:`fusion.build_video_model`'s arguments."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain JSON types; the keys are :func:`fusion.build_video_model`'s arguments (``architecture``
+        only for a custom backbone)."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if values["architecture"] is None:
+            del values["architecture"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "VideoModelConfig":

@@ -1,4 +1,4 @@
-"""MBGF — Multi-Branch Gated Fusion (this project's module; DESIGN.md defines it).
+"""MBGF — Multi-Branch Gated Fusion (this project's module; docs/DESIGN.md defines it).
 
 Inputs: frame embeddings ``z [B, T, E]``, the last vision block's patch tokens ``p [B, T, N, W]``, and
 the video embedding of the variant without MBGF, the *base* ``b [B, E]``.
@@ -15,7 +15,7 @@ the video embedding of the variant without MBGF, the *base* ``b [B, E]``.
 - output ``v = b + g_s P_s(ŝ) + g_m P_m(m̂)`` with P_s, P_m linear maps initialised to zero.
 
 What the base is, and why: MBGF at initialisation must equal the variant without MBGF, same weights.
-For ``clip`` the base is ``a`` itself, which is DESIGN.md's formula word for word. For ``actionclip``
+For ``clip`` the base is ``a`` itself, which is docs/DESIGN.md's formula word for word. For ``actionclip``
 and ``xclip`` the variant's embedding is its head's output, which already holds ``a`` as its residual
 (``head(z) = mean_t z + mean_t blocks(z + pos)``); so the base is that output (= ``s``), and MBGF adds
 gated, zero-initialised corrections on top of it. With P_s = P_m = 0 the output is the base exactly

@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fusion.config import VARIANTS as MODEL_VARIANTS
 from mbgf_cli import presets, tables
 from mbgf_cli.errors import UserError
 from mbgf_cli.fileio import atomic_output, atomic_write_json, atomic_write_text
 
-VARIANTS = ("clip", "clip+mbgf", "actionclip", "actionclip+mbgf", "xclip", "xclip+mbgf")
+VARIANTS = tuple(f"{variant}{mbgf}" for variant in MODEL_VARIANTS for mbgf in ("", "+mbgf"))  # the registry's
 DEFAULT_VARIANTS = ("clip", "clip+mbgf", "actionclip", "actionclip+mbgf", "xclip")
 SPLIT_NAME = re.compile(r"^K(\d+)_seed(.+)\.txt$")
 RESULT_FIELDS = ("variant", "shots", "seed", "top1", "top5", "mean_class", "epoch", "videos",

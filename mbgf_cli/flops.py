@@ -1,6 +1,6 @@
 """FLOPs of a model's forward pass, counted on meta tensors: no weights, no memory, no compute.
 
-Convention (DESIGN.md, the fvcore convention of the ActionCLIP/X-CLIP tables): one multiply-add is
+Convention (docs/DESIGN.md, the fvcore convention of the ActionCLIP/X-CLIP tables): one multiply-add is
 one FLOP, per view (batch 1), and every matrix product counts, including attention's QK^T and AV.
 Element-wise work (norms, activations, softmax, additions) is not counted.
 
@@ -186,14 +186,6 @@ def _meta_clip(backbone: str) -> CLIP:
         raise ValueError(f"unknown model {backbone!r}; choose from {', '.join(fusion.BACKBONES)}")
     with torch.device("meta"):
         return CLIP(fusion.BACKBONES[backbone].clip_config)
-
-
-def image_encoder_cost(backbone: str, input_size: int | None = None) -> Cost:
-    """One frame through the CLIP image encoder (at the backbone's resolution by default)."""
-    model = _meta_clip(backbone)
-    size = input_size or model.visual.input_resolution
-    frame = torch.empty(1, 3, size, size, device="meta")
-    return count(lambda: model.encode_image(frame), model)
 
 
 def text_encoder_cost(backbone: str) -> Cost:

@@ -2,6 +2,7 @@ import hashlib
 import http.server
 import threading
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -231,7 +232,7 @@ def test_load_by_name_downloads_into_the_cache(server, tmp_path, monkeypatch):
     sha256 = hashlib.sha256(data).hexdigest()
     server.files[f"/{sha256}/ViT-B-32.pt"] = data
     # Stand-in for OpenAI's file: a tiny archive, registered under ViT-B/32 with its own hash.
-    monkeypatch.setitem(loading.MODELS, "ViT-B/32", (sha256, "ViT-B-32.pt"))
+    monkeypatch.setitem(clip.RELEASED, "ViT-B/32", replace(clip.RELEASED["ViT-B/32"], sha256=sha256))
     monkeypatch.setenv("MBGF_CLIP_URL", server.url)
     monkeypatch.setenv("MBGF_CACHE", str(tmp_path / "cache"))
     model = clip.load("b32")
@@ -242,7 +243,7 @@ def test_load_by_name_downloads_into_the_cache(server, tmp_path, monkeypatch):
 
 
 def test_wrong_checksum_leaves_nothing_in_the_cache(server, tmp_path, monkeypatch):
-    sha256, filename = loading.MODELS["ViT-B/32"]
+    sha256, filename = clip.RELEASED["ViT-B/32"].sha256, clip.RELEASED["ViT-B/32"].filename
     server.files[f"/{sha256}/{filename}"] = b"not OpenAI's weights" * 1000
     monkeypatch.setenv("MBGF_CLIP_URL", server.url)
     monkeypatch.setenv("MBGF_CACHE", str(tmp_path / "cache"))

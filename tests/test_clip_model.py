@@ -6,7 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import clip
-from clip.model import CLIP, CONFIGS, config_from_state_dict, count_parameters
+import fusion
+from clip.model import CLIP, config_from_state_dict, count_parameters
+
+TINY = fusion.BACKBONES["tiny"].clip_config
 
 # Parameter counts of OpenAI's released state dicts (all tensors, the integer extras excluded).
 KNOWN_PARAMETERS = {"ViT-B/32": 151_277_313, "ViT-B/16": 149_620_737, "ViT-L/14": 427_616_513}
@@ -14,7 +17,7 @@ KNOWN_PARAMETERS = {"ViT-B/32": 151_277_313, "ViT-B/16": 149_620_737, "ViT-L/14"
 
 def tiny_model(seed: int = 0) -> CLIP:
     torch.manual_seed(seed)
-    model = CLIP(CONFIGS["tiny"]).eval()
+    model = CLIP(TINY).eval()
     with torch.no_grad():  # random values everywhere, including the biases OpenAI's init leaves at zero
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -31,11 +34,11 @@ def example_inputs(n_images: int = 2):
 @pytest.mark.parametrize("name", list(KNOWN_PARAMETERS))
 def test_parameter_counts_on_meta(name):
     with torch.device("meta"):
-        model = CLIP(CONFIGS[name])
+        model = CLIP(clip.RELEASED[name].config)
     state_dict = model.state_dict()
     assert count_parameters(state_dict) == KNOWN_PARAMETERS[name]
     # build_model's shape inference recovers the configuration from the tensors alone.
-    assert config_from_state_dict(state_dict) == CONFIGS[name]
+    assert config_from_state_dict(state_dict) == clip.RELEASED[name].config
 
 
 def test_state_dict_names_are_openais():
@@ -72,7 +75,7 @@ def test_build_model_from_openai_style_state_dict():
     state_dict.update(input_resolution=torch.tensor(112), context_length=torch.tensor(77),
                       vocab_size=torch.tensor(49408))
     model = clip.build_model(state_dict)
-    assert model.config == CONFIGS["tiny"]
+    assert model.config == TINY
     assert not model.training
     for key, value in original.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -148,7 +151,7 @@ def test_forward_matches_multihead_attention_reference():
 def test_gradient_checkpointing_gives_the_same_gradients():
     images, tokens = example_inputs()
     # A 1000-token vocabulary: tiny's 49,408-row embedding gradient would only make this slow.
-    config = replace(CONFIGS["tiny"], vocab_size=1000)
+    config = replace(TINY, vocab_size=1000)
     tokens = torch.where(tokens == 49407, 999, tokens % 999)  # the end token stays the largest id
     gradients = []
     for checkpointing in (False, True):

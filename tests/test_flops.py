@@ -7,15 +7,24 @@ from torch import nn
 from typer.testing import CliRunner
 
 import fusion
-from clip.model import CLIP, CONFIGS
+from clip.model import CLIP
+from clip.released import RELEASED
+from fusion.config import BACKBONES
 from mbgf_cli import app as app_module
 from mbgf_cli.flops import (
     count,
-    image_encoder_cost,
     prompt_cost_per_class,
     text_encoder_cost,
     video_model_cost,
 )
+
+
+def image_encoder_cost(backbone: str):
+    """One 224 px frame through the CLIP image encoder, counted on meta."""
+    with torch.device("meta"):
+        model = CLIP(BACKBONES[backbone].clip_config)
+    frame = torch.empty(1, 3, 224, 224, device="meta")
+    return count(lambda: model.encode_image(frame), model)
 
 
 def vit_macs(config, size: int) -> int:
@@ -31,13 +40,13 @@ def vit_macs(config, size: int) -> int:
 @pytest.mark.parametrize("backbone, name, known_gflops", [("b16", "ViT-B/16", 17.56), ("b32", "ViT-B/32", 4.41)])
 def test_image_encoder_known_answers(backbone, name, known_gflops):
     cost = image_encoder_cost(backbone)
-    assert cost.flops == vit_macs(CONFIGS[name], 224)
+    assert cost.flops == vit_macs(RELEASED[name].config, 224)
     assert cost.gflops == pytest.approx(known_gflops, rel=0.01)
     # Attention's products QK^T and AV are in the count (on meta, SDPA runs as bmm, softmax, bmm).
-    tokens = (224 // CONFIGS[name].vision_patch_size) ** 2 + 1
+    tokens = (224 // RELEASED[name].config.vision_patch_size) ** 2 + 1
     assert cost.by_op["bmm"] == 12 * 2 * tokens * tokens * 768
     with torch.device("meta"):
-        visual = CLIP(CONFIGS[name]).visual
+        visual = CLIP(RELEASED[name].config).visual
     assert cost.params == sum(p.numel() for p in visual.parameters())  # the text encoder is not counted
 
 
@@ -48,7 +57,7 @@ def test_text_encoder_cost_per_class():
     assert cost.flops == 12 * block + width * 512  # 12 blocks + the EOT token's projection
     assert cost.gflops == pytest.approx(2.98, abs=0.005)
     with torch.device("meta"):
-        model = CLIP(CONFIGS["ViT-B/16"])
+        model = CLIP(RELEASED["ViT-B/16"].config)
     text_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale")
     assert cost.params == text_params
 
@@ -91,13 +100,13 @@ def test_fused_attention_kernels_count_like_the_math_path():
             cost = count(lambda a=args, m=mask: F.scaled_dot_product_attention(*a, attn_mask=m), nn.Module())
             assert cost.flops == expected
     # A whole tiny CLIP: the CPU run (fused kernels) and the meta run agree.
-    model = CLIP(CONFIGS["tiny"]).eval()
+    model = CLIP(BACKBONES["tiny"].clip_config).eval()
     cpu = count(lambda: model.encode_image(torch.randn(1, 3, 112, 112)), model)
     assert any("scaled_dot_product" in op for op in cpu.by_op)
     with torch.device("meta"):
-        meta_model = CLIP(CONFIGS["tiny"])
+        meta_model = CLIP(BACKBONES["tiny"].clip_config)
     meta = count(lambda: meta_model.encode_image(torch.empty(1, 3, 112, 112, device="meta")), meta_model)
-    assert cpu.flops == meta.flops == vit_macs(CONFIGS["tiny"], 112)
+    assert cpu.flops == meta.flops == vit_macs(BACKBONES["tiny"].clip_config, 112)
 
 
 def test_multihead_attention_fast_paths_are_counted():

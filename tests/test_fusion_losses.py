@@ -119,7 +119,7 @@ def test_prompt_templates_and_tokens():
     assert all(template.count("{}") == 1 for template in prompts.TEMPLATES)
     tokens = prompts.class_tokens(["abseiling", "air_drumming", "moving something left to right"])
     assert tokens.shape == (3, len(prompts.TEMPLATES), 77) and tokens.dtype == torch.long
-    # DESIGN.md's reference: "a photo of abseiling" is 49406, 320, 1125, 539, 596, 567, 3299, 49407.
+    # docs/DESIGN.md's reference: "a photo of abseiling" is 49406, 320, 1125, 539, 596, 567, 3299, 49407.
     bare = prompts.class_tokens(["abseiling"], templates=("{}",))
     assert bare[0, 0, :5].tolist() == [49406, 596, 567, 3299, 49407] and bare[0, 0, 5:].eq(0).all()
     assert prompts.class_prompts(["air_drumming"], templates=("a video of {}.",)) == [["a video of air drumming."]]

@@ -2,12 +2,14 @@
 config round trip, meta-device builds."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
+import clip
 import fusion
-from clip.model import CLIP
+from clip.model import CLIP, CLIPConfig
 from fusion.registry import VideoModelConfig
 
 VARIANTS = ("clip", "actionclip", "xclip")
@@ -268,6 +270,54 @@ def test_config_round_trip_and_rebuild():
         fusion.build_video_model("tiny", pretrained=True)
     with pytest.raises(ValueError, match="not the b16 backbone"):
         fusion.build_video_model("b16", clip_model=CLIP(model.clip_config))
+
+
+def test_a_custom_backbone_round_trips_through_json_and_rebuilds():
+    """A CLIP of a size no backbone has: the config carries its architecture (a dict in JSON), and
+    the model rebuilt from that JSON alone takes the same weights and computes the same."""
+    architecture = CLIPConfig(embed_dim=48, image_resolution=32, vision_layers=2, vision_width=96,
+                              vision_patch_size=8, vision_heads=3, vision_mlp_width=200, transformer_width=64,
+                              transformer_heads=4, transformer_layers=1, activation="gelu")
+    config = VideoModelConfig(model="custom", architecture=architecture, variant="clip", mbgf=True, frames=3)
+    assert config.input_size == 32 and config.name == "CLIP-W96-L2/8@32+MBGF"
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["architecture"]["vision_heads"] == 3 and data["architecture"]["transformer_mlp_width"] == 256
+    assert VideoModelConfig.from_dict(data) == config
+    assert "architecture" not in VideoModelConfig(model="tiny").to_dict()  # named backbones: as before
+    torch.manual_seed(0)
+    model = fusion.build_from_config(config)
+    rebuilt = fusion.build_video_model(**data)
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.visual.transformer.resblocks[0].attn.heads == 3
+    assert isinstance(rebuilt.visual.transformer.resblocks[0].mlp.gelu, torch.nn.GELU)
+    x = clips(t=3, size=32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x, class_tokens()), model(x, class_tokens()))
+    assert fusion.parameter_count(config) == sum(p.numel() for p in model.parameters())
+
+    with pytest.raises(ValueError, match="model 'custom' needs its architecture"):
+        VideoModelConfig(model="custom")
+    with pytest.raises(ValueError, match="for model 'custom' only"):
+        VideoModelConfig(model="b16", architecture=architecture)
+    with pytest.raises(ValueError, match="architecture: .*unexpected keyword argument 'depth'"):
+        VideoModelConfig.from_dict({**data, "architecture": {**data["architecture"], "depth": 3}})
+    with pytest.raises(ValueError, match="vision width 96 is not divisible by 5 heads"):
+        CLIPConfig(48, 32, 2, 96, 8, vision_heads=5)
+
+
+def test_backbone_for_names_the_registered_architectures():
+    for model in clip.RELEASED.values():
+        assert fusion.backbone_for(model.config) == (model.short_name, None)
+        assert fusion.BACKBONES[model.short_name].clip_name == model.name
+    tiny = fusion.BACKBONES["tiny"].clip_config
+    assert fusion.backbone_for(replace(tiny, image_resolution=48)) == ("tiny", None)  # tiny: any resolution
+    b16_at_384 = replace(clip.RELEASED["ViT-B/16"].config, image_resolution=384)
+    assert fusion.backbone_for(b16_at_384) == ("custom", b16_at_384)  # other positions: not OpenAI's B/16
+    # model=None: the backbone a given CLIP is, named or custom
+    with torch.device("meta"):
+        assert fusion.build_video_model(None, clip_model=CLIP(b16_at_384)).config.architecture == b16_at_384
+        assert fusion.build_video_model(None, clip_model=CLIP(clip.RELEASED["ViT-L/14@336px"].config)).config.model \
+            == "l14-336"
 
 
 def test_meta_device_builds_without_files():

@@ -185,7 +185,7 @@ def test_the_processors_normalisation_is_recorded_and_reproduced(saved, tmp_path
 @pytest.mark.parametrize("change, key", [
     ({"text_config": dict(TEXT, hidden_act="gelu")}, "text_config.hidden_act is 'gelu'"),
     ({"vision_config": dict(VISION, layer_norm_eps=1e-6)}, "vision_config.layer_norm_eps is 1e-06"),
-    ({"vision_config": dict(VISION, num_attention_heads=4)}, "vision_config.num_attention_heads is 4"),
+    ({"text_config": dict(TEXT, eos_token_id=5)}, "text_config.eos_token_id is 5"),
 ])
 def test_what_mbgf_cannot_compute_is_refused_naming_the_config_key(change, key, tmp_path):
     config = CLIPConfig(**{"text_config": TEXT, "vision_config": VISION, "projection_dim": DIMS.embed, **change})

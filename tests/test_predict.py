@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import clip
-from clip.model import CLIP, CONFIGS
+from clip.model import CLIP
+from fusion.config import BACKBONES
 from fusion.prompts import TEMPLATES
 from mbgf_cli.checkpoint import load_checkpoint
 from mbgf_cli.data import VideoDataset
@@ -102,7 +103,7 @@ def test_classes_from_a_labels_file_of_either_form(colour, tmp_path, capsys):
 def test_zero_shot_from_a_random_openai_format_file(tmp_path, capsys):
     torch.manual_seed(0)
     weights = tmp_path / "ViT-tiny.pt"
-    config = CONFIGS["tiny"].__class__(**{**CONFIGS["tiny"].__dict__, "image_resolution": 32})
+    config = BACKBONES["tiny"].clip_config.__class__(**{**BACKBONES["tiny"].clip_config.__dict__, "image_resolution": 32})
     torch.save(CLIP(config).state_dict(), weights)  # an OpenAI-format state dict, as torch.save writes it
     for k in range(2):
         write_video(tmp_path / "videos" / f"v{k}.mp4", frames=colour_frames(k, seed=k))

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from clip.model import CLIP, CONFIGS
+from clip.model import CLIP
+from fusion.config import BACKBONES
 from mbgf_cli import app as app_module
 from mbgf_cli import eval_splits
 from tests.videos import write_dataset
@@ -38,7 +39,7 @@ def data(tmp_path_factory):
     # A tiny random CLIP in OpenAI's key names, as a user's weights file.
     torch.manual_seed(0)
     weights = base / "tiny_clip.safetensors"
-    model = CLIP(CONFIGS["tiny"].__class__(**{**CONFIGS["tiny"].__dict__, "image_resolution": 32}))
+    model = CLIP(BACKBONES["tiny"].clip_config.__class__(**{**BACKBONES["tiny"].clip_config.__dict__, "image_resolution": 32}))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     return root, weights
 

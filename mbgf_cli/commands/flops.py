@@ -5,12 +5,12 @@ import json
 import typer
 from rich.table import Table
 
+from fusion.config import BACKBONES, VARIANTS
 from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, progress
 from mbgf_cli.errors import UserError
 
-MODELS = ("b32", "b16", "l14", "tiny")
-VARIANTS = ("clip", "actionclip", "xclip")
+MODELS = tuple(BACKBONES)  # the registry's names (fusion.config)
 
 
 def flops(

@@ -1,6 +1,7 @@
 """What the foreign formats share: :class:`Foreign` (what a reader found, in mbgf's terms), tensors as
-fp32 under VideoCLIP's names, the backbone a CLIP's shapes belong to, the temporal position tables that
-tie a model to its frame count, and building the model with the weights."""
+fp32 under VideoCLIP's names, the backbone a CLIP's architecture is (a named one, or ``custom``: a CLIP
+of any size, recorded in the config), the temporal position tables that tie a model to its frame count,
+and building the model with the weights."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 import fusion
-from clip.model import NON_PARAMETER_KEYS, config_from_state_dict, describe_key_mismatch
+from clip.model import NON_PARAMETER_KEYS, CLIPConfig, config_from_state_dict, describe_key_mismatch
 from mbgf_cli.errors import UserError
 
 DEFAULT_FRAMES = 8  # when the file does not say (OpenAI's, ActionCLIP's and CLIPModel's do not)
@@ -53,6 +54,7 @@ class Foreign:
     metrics: dict = field(default_factory=dict)
     prompt_templates: list[str] | None = None    # the published test's prompts
     source: dict = field(default_factory=dict)   # more facts for meta["source"] (the file's own config)
+    clip_config: CLIPConfig | None = None        # the CLIP's architecture where the file says (else: shapes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,14 +130,10 @@ def describe_content(content: Any, shown: int = 6) -> str:
 
 
 def video_config(foreign: Foreign, path: Path):
-    """The :class:`fusion.VideoModelConfig` (without MBGF) that ``foreign``'s weights fit."""
+    """The :class:`fusion.VideoModelConfig` (without MBGF) that ``foreign``'s weights fit: on a named
+    backbone where the CLIP is one, else on a ``custom`` backbone carrying the CLIP's architecture."""
     state = foreign.state
-    try:
-        clip_config = config_from_state_dict(state)
-    except KeyError as e:
-        raise UserError(f"{path}: no CLIP weights found (missing {e.args[0]!r})") from None
-    except ValueError as e:
-        raise UserError(f"{path}: {e}") from None
+    clip_config = foreign.clip_config or clip_config_of(state, path)
     options = dict(foreign.options)
     if foreign.variant == "actionclip":
         options.setdefault("actionclip_layers", count_blocks(state, "fusion_model.transformer.resblocks."))
@@ -143,21 +141,22 @@ def video_config(foreign: Foreign, path: Path):
         options.setdefault("xclip_mit_layers", count_blocks(state, "mit.resblocks."))
         options.setdefault("xclip_prompt_layers", count_blocks(state, "prompts_generator.decoder."))
     frames = stored_frames(state) or foreign.frames or DEFAULT_FRAMES
-    return fusion.VideoModelConfig(model=backbone_name(clip_config, path), variant=foreign.variant, mbgf=False,
-                                   frames=frames, input_size=clip_config.image_resolution, **options)
+    model, architecture = fusion.backbone_for(clip_config)
+    try:
+        return fusion.VideoModelConfig(model=model, architecture=architecture, variant=foreign.variant, mbgf=False,
+                                       frames=frames, input_size=clip_config.image_resolution, **options)
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
-def backbone_name(clip_config, path: Path) -> str:
-    """The mbgf backbone with this CLIP architecture (the resolution must match too, except for ``tiny``
-    which is built at any input size)."""
-    for name, backbone in fusion.BACKBONES.items():
-        if replace(backbone.clip_config, image_resolution=clip_config.image_resolution) == clip_config:
-            if backbone.clip_name is None or backbone.clip_config.image_resolution == clip_config.image_resolution:
-                return name
-    c = clip_config
-    raise UserError(f"{path}: its CLIP (ViT width {c.vision_width}, {c.vision_layers} layers, patch "
-                    f"{c.vision_patch_size}, {c.image_resolution} px, embed {c.embed_dim}) is none of mbgf's "
-                    f"backbones ({', '.join(fusion.BACKBONES)})")
+def clip_config_of(state: dict, path: Path) -> CLIPConfig:
+    """The CLIP architecture the tensors' shapes tell (head counts and activation: OpenAI's)."""
+    try:
+        return config_from_state_dict(state)
+    except KeyError as e:
+        raise UserError(f"{path}: no CLIP weights found (missing {e.args[0]!r})") from None
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def stored_frames(state: dict) -> int | None:

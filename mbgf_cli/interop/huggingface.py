@@ -19,8 +19,11 @@ modeling_x_clip.py and convert_x_clip_original_pytorch_to_hf.py):
   ``mit.encoder.layers``, ``prompts_visual_ln/proj`` -> ``prompts_visual_layernorm/projection``
   (not transposed), ``prompts_generator.norm`` -> ``prompts_generator.layernorm``.
 
-What a config can say that mbgf's CLIP cannot compute (GELU instead of QuickGELU, another LayerNorm
-epsilon, other head counts or MLP widths) is refused naming the config key.
+The CLIP's architecture is read from the config at any size (widths, depths, heads, MLP widths, patch,
+resolution, GELU or QuickGELU): a size mbgf has no name for becomes a ``custom`` backbone, recorded in
+the checkpoint's config. What a config can say that mbgf cannot compute (another LayerNorm epsilon,
+different activations in the two towers; X-CLIP's MIT or prompt generator at other widths or head
+counts) is refused naming the config key.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 
 import fusion
 from clip import safe_pickle
+from clip.model import CLIPConfig
 from mbgf_cli.errors import UserError
 from mbgf_cli.fileio import fsync_directory
 from mbgf_cli.interop.common import PUBLISHED_PROMPTS, Foreign
@@ -222,23 +226,43 @@ def _load(file: Path) -> dict:
     return content
 
 
+# transformers' defaults for what a saved config.json leaves out (CLIPTextConfig, CLIPVisionConfig; the
+# X-CLIP configs share them), as (key, default) per CLIPConfig field.
+TEXT_KEYS = {"transformer_width": ("hidden_size", 512), "transformer_layers": ("num_hidden_layers", 12),
+             "transformer_heads": ("num_attention_heads", 8), "transformer_mlp_width": ("intermediate_size", 2048),
+             "context_length": ("max_position_embeddings", 77), "vocab_size": ("vocab_size", 49408)}
+VISION_KEYS = {"vision_width": ("hidden_size", 768), "vision_layers": ("num_hidden_layers", 12),
+               "vision_heads": ("num_attention_heads", 12), "vision_mlp_width": ("intermediate_size", 3072),
+               "image_resolution": ("image_size", 224), "vision_patch_size": ("patch_size", 32)}
+
+
+def clip_architecture(config: dict, path: Path) -> CLIPConfig:
+    """The CLIP a transformers config describes, at any size (widths, depths, heads, MLP widths,
+    patch, resolution, activation)."""
+    text, vision = config.get("text_config") or {}, config.get("vision_config") or {}
+    values = {field: text.get(key, default) for field, (key, default) in TEXT_KEYS.items()}
+    values.update({field: vision.get(key, default) for field, (key, default) in VISION_KEYS.items()})
+    try:
+        return CLIPConfig(embed_dim=config.get("projection_dim", 512), activation=vision.get("hidden_act", "quick_gelu"),
+                          **values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{path / 'config.json'}: not a CLIP architecture mbgf can build ({e})") from None
+
+
 def check_config(config: dict, path: Path) -> None:
-    """Refuse, naming the key, what mbgf's CLIP (QuickGELU, LayerNorm eps 1e-5, heads = width / 64, MLP
-    4x width) and X-CLIP parts (MIT and prompt generator at the projection width) cannot compute."""
+    """Refuse, naming the key, what mbgf's CLIP (one activation for both towers, LayerNorm eps 1e-5,
+    pooling at the highest token id) and X-CLIP parts (MIT and prompt generator at the projection width,
+    heads = width / 64, QuickGELU) cannot compute."""
     model_type = config["model_type"]
     text, vision = config.get("text_config") or {}, config.get("vision_config") or {}
     embed = config.get("projection_dim", 512)
-    checks = []
-    for section, values, width_default, heads_default in (("text_config", text, 512, 8),
-                                                          ("vision_config", vision, 768, 12)):
-        width = values.get("hidden_size", width_default)
-        checks += [(f"{section}.hidden_act", values.get("hidden_act", "quick_gelu"), "quick_gelu"),
-                   (f"{section}.layer_norm_eps", values.get("layer_norm_eps", 1e-5), 1e-5),
-                   (f"{section}.num_attention_heads", values.get("num_attention_heads", heads_default),
-                    max(1, width // 64)),
-                   (f"{section}.intermediate_size", values.get("intermediate_size", 4 * width), 4 * width)]
+    activation = vision.get("hidden_act", "quick_gelu")
+    checks = [("text_config.hidden_act", text.get("hidden_act", "quick_gelu"), activation)]
+    for section, values in (("text_config", text), ("vision_config", vision)):
+        checks.append((f"{section}.layer_norm_eps", values.get("layer_norm_eps", 1e-5), 1e-5))
     if model_type == "xclip":
-        checks += [("vision_config.mit_hidden_size", vision.get("mit_hidden_size", 512), embed),
+        checks += [("vision_config.hidden_act", activation, "quick_gelu"),
+                   ("vision_config.mit_hidden_size", vision.get("mit_hidden_size", 512), embed),
                    ("vision_config.mit_intermediate_size", vision.get("mit_intermediate_size", 2048), 4 * embed),
                    ("vision_config.mit_num_attention_heads", vision.get("mit_num_attention_heads", 8), max(1, embed // 64)),
                    ("prompt_num_attention_heads", config.get("prompt_num_attention_heads", 8), max(1, embed // 64)),
@@ -293,6 +317,7 @@ def read_directory(directory: Path) -> Foreign:
     details = f"config.json, {weights_name}{f', {frames} frames' if frames else ''}; normalisation: {normalisation}"
     return Foreign(NAME, f"Hugging Face {CLASSES[model_type]} directory ({details})", state,
                    "xclip" if model_type == "xclip" else "clip", frames=frames,
+                   clip_config=clip_architecture(config, directory),
                    options={"input_mean": mean, "input_std": std},
                    prompt_templates=PUBLISHED_PROMPTS["xclip"] if model_type == "xclip" else None,
                    source={"config": config, "transformers_class": CLASSES[model_type]})
@@ -316,15 +341,18 @@ def transformers_config(config, clip_config):
     import transformers
 
     c = clip_config
-    text = dict(vocab_size=c.vocab_size, hidden_size=c.transformer_width, intermediate_size=4 * c.transformer_width,
+    text = dict(vocab_size=c.vocab_size, hidden_size=c.transformer_width, intermediate_size=c.transformer_mlp_width,
                 num_hidden_layers=c.transformer_layers, num_attention_heads=c.transformer_heads,
-                max_position_embeddings=c.context_length, hidden_act="quick_gelu", layer_norm_eps=1e-5)
-    vision = dict(hidden_size=c.vision_width, intermediate_size=4 * c.vision_width, num_hidden_layers=c.vision_layers,
+                max_position_embeddings=c.context_length, hidden_act=c.activation, layer_norm_eps=1e-5)
+    vision = dict(hidden_size=c.vision_width, intermediate_size=c.vision_mlp_width, num_hidden_layers=c.vision_layers,
                   num_attention_heads=c.vision_heads, image_size=c.image_resolution, patch_size=c.vision_patch_size,
-                  hidden_act="quick_gelu", layer_norm_eps=1e-5)
+                  hidden_act=c.activation, layer_norm_eps=1e-5)
     if config.variant == "clip":
         text["eos_token_id"] = c.vocab_size - 1  # pools the end-of-text token, the highest id, like mbgf
         return transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=c.embed_dim)
+    if c.activation != "quick_gelu":  # XCLIPModel's MIT takes the vision tower's activation; mbgf's is QuickGELU
+        raise UserError(f"transformers' XCLIPModel cannot hold an X-CLIP on a CLIP with {c.activation} (its MIT would "
+                        "compute with it too)")
     heads = max(1, c.embed_dim // 64)
     vision.update(num_frames=config.frames, mit_hidden_size=c.embed_dim, mit_intermediate_size=4 * c.embed_dim,
                   mit_num_hidden_layers=config.xclip_mit_layers, mit_num_attention_heads=heads)

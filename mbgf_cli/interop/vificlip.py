@@ -84,26 +84,26 @@ def _token_embedding(pretrained, arch, path: Path) -> tuple[torch.Tensor, str]:
     if not name:
         raise UserError(f"{path}: ViFi-CLIP files do not hold CLIP's token embedding and this one does not name "
                         "its CLIP (no MODEL.ARCH): give the CLIP it was fine-tuned from with --pretrained")
-    released = loading.ALIASES.get(name, name)
-    if released in loading.MODELS:
-        sha256, filename = loading.MODELS[released]
+    released = loading.released_model(name)
+    if released is not None:
         try:
-            file = loading.download(loading.model_url(released), sha256, loading.cache_dir() / filename)
+            file = loading.download(loading.model_url(released.name), released.sha256,
+                                    loading.cache_dir() / released.filename)
         except (ConnectionError, ValueError) as e:
-            raise UserError(f"{path}: ViFi-CLIP files do not hold CLIP's token embedding, and {released}'s weights "
-                            f"could not be fetched ({e}); give a local copy with --pretrained FILE") from None
+            raise UserError(f"{path}: ViFi-CLIP files do not hold CLIP's token embedding, and {released.name}'s "
+                            f"weights could not be fetched ({e}); give a local copy with --pretrained FILE") from None
     else:
         file = Path(name).expanduser()
         if not file.is_file():
             raise UserError(f"--pretrained {name}: no such file, and not a CLIP model name "
-                            f"({', '.join(loading.MODELS)})")
+                            f"({', '.join(loading.available_models())})")
     try:
         weights = loading.load_state_dict(file)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     if TOKEN_EMBEDDING not in weights:
         raise UserError(f"{file}: no {TOKEN_EMBEDDING}: not CLIP weights")
-    return weights[TOKEN_EMBEDDING].float(), released if released in loading.MODELS else str(file)
+    return weights[TOKEN_EMBEDDING].float(), released.name if released is not None else str(file)
 
 
 def _check_start_token(prompts: dict, table: torch.Tensor, clip_name: str, path: Path) -> None:
