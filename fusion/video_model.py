@@ -177,9 +177,6 @@ class VideoCLIP(nn.Module):
     # CLIP's own text encoder, run on the text tensors VideoCLIP holds under CLIP's names.
     _encode_text = CLIP.encode_text
 
-    def clear_text_cache(self) -> None:
-        self._text_cache = None
-
     # ------------------------------------------------------------------ classification
 
     def forward(self, clips: torch.Tensor, class_tokens: torch.Tensor, return_details: bool = False):
