@@ -51,7 +51,7 @@ def check_views_memory(views: tuple[int, int], batch_size: int, frames: int, inp
         check_memory(need, f"the input of {clips * crops} views of {frames}x{input_size}x{input_size} frames x "
                            f"--batch-size {batch_size}")
     except UserError as e:
-        raise UserError(f"--views {text or f'{clips}x{crops}'}: {e} (fewer views or a smaller --batch-size; "
+        raise UserError(f"--views {text or f'{clips}x{crops}'}: not enough memory: {e} (fewer views or a smaller --batch-size; "
                         f"{VIEWS_MEMORY_BOUND}=0 turns this check off)") from None
 
 
