@@ -155,3 +155,11 @@ def _refuse_everything(nbytes, what, fraction=0.5):
     from mbgf_cli.errors import UserError
 
     raise UserError(f"{what} needs more than there is")
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_a_device_that_is_not_here_is_one_line(colour, capsys, command):
+    root, checkpoint = colour
+    args = {"predict": ["predict", root / "val.txt"], "eval": ["eval", "--root", root]}[command]
+    code, _, stderr = run_cli([*args, "-c", checkpoint, "--device", "cuda:7", "--workers", "0"], capsys)
+    assert code == 2 and "--device cuda:7: no such device here (available: cpu" in " ".join(stderr.split()), stderr
