@@ -163,3 +163,14 @@ def test_a_device_that_is_not_here_is_one_line(colour, capsys, command):
     args = {"predict": ["predict", root / "val.txt"], "eval": ["eval", "--root", root]}[command]
     code, _, stderr = run_cli([*args, "-c", checkpoint, "--device", "cuda:7", "--workers", "0"], capsys)
     assert code == 2 and "--device cuda:7: no such device here (available: cpu" in " ".join(stderr.split()), stderr
+
+
+def test_the_tiny_fp32_rule_has_a_switch(monkeypatch):
+    from mbgf_cli import heuristics, precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_units", lambda: "AMX-BF16")
+    cpu = torch.device("cpu")
+    assert precision.choose_amp("auto", cpu, "tiny", training=True)[0] is None
+    assert precision.choose_amp("auto", cpu, "tiny", training=False)[0] is torch.bfloat16  # inference gains
+    monkeypatch.setenv(heuristics.TINY_FP32, "0")
+    assert precision.choose_amp("auto", cpu, "tiny", training=True)[0] is torch.bfloat16
