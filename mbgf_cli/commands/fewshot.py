@@ -41,7 +41,7 @@ HELP = {
 class FewShotCommand(TrainConfig):
     """``mbgf fewshot``'s options: every run's (``mbgf train``'s, less ``PER_RUN``) and the protocol's."""
 
-    shots: list[int] = option([2, 4, 8, 16], "--shots", "-k", panel=PROTOCOL, range=AT_LEAST_1,
+    shots: list[int] = option([2, 4, 8, 16], "--shots", panel=PROTOCOL, range=AT_LEAST_1,
                               help="K training videos per class; several: --shots 2 4 8 16.")
     variants: list[str] | None = option(
         None, "--variants", panel=PROTOCOL,
@@ -116,4 +116,4 @@ def _results_to_stderr():
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fewshot", cls=list_options_command("--shots", "-k", "--variants", "--seeds", "--split-file"))(fewshot)
+    app.command("fewshot", cls=list_options_command("--shots", "--variants", "--seeds", "--split-file"))(fewshot)

@@ -23,7 +23,7 @@ class FlopsConfig:
                                 help=f"Variants; several: --variant {' '.join(VARIANTS)}.")
     input_size: int | None = option(None, "--input-size", range=AT_LEAST_1, none="the backbone's, 224",
                                     help="Frame size in pixels.")
-    classes: int = option(400, "--classes", range=AT_LEAST_1,
+    classes: int = option(400, "--num-classes", range=AT_LEAST_1,
                           help="Class texts X-CLIP's prompt generator runs on per video.")
     as_json: bool = option(False, "--json", help="Print a JSON list instead of the table (the text encoder is the "
                                                  "row with variant \"text\").")
@@ -61,7 +61,7 @@ def flops_table(rows, classes: int, prompt_gflops_per_class: float | None) -> Ta
                "Video rows: frame encoder, temporal head, MBGF")
     if prompt_gflops_per_class is not None:
         caption += (f"; X-CLIP rows include its video-specific prompt generator for {classes} classes "
-                    f"({prompt_gflops_per_class * 1e3:.2f} MFLOPs per class, --classes)")
+                    f"({prompt_gflops_per_class * 1e3:.2f} MFLOPs per class, --num-classes)")
     caption += ". The text encoder runs once per class text and is listed separately; params: those the forward uses."
     table = Table(title=f"FLOPs and parameters, {rows[-1].name.split()[0]} backbone", caption=caption,
                   caption_justify="left")
