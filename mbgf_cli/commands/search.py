@@ -8,7 +8,7 @@ from mbgf_cli.inference.configs import SearchConfig
 from mbgf_cli.settings import command_options
 
 
-@command_options(SearchConfig)
+@command_options(SearchConfig, exclude=("compile",))  # text and one --like video: nothing to compile for
 def search(cfg: SearchConfig):
     """Search embedded videos: text-to-video (cosine similarity to the text's embedding) or --like a video."""
     from mbgf_cli import embeddings
