@@ -76,17 +76,17 @@ def decode_rate(videos, frames: int, clips: int, batch_size: int, workers: int, 
 def model_rate(predictor: Predictor, videos, views, batch_size: int, decoder: str, workers: int) -> float:
     """Videos/s of the forward passes alone, on views decoded beforehand, with the threads predict starts
     with beside ``workers`` decoders (the cores they leave)."""
-    from mbgf_cli.inference import ThreadShare, iterate_batches, score_views
+    from mbgf_cli.heuristics import ThreadShare
 
     dataset = predictor.files(videos, views, decoder)
-    batches = [dataset.normalize(batch) for batch, _, _ in iterate_batches(dataset, chunks(range(len(videos)), batch_size), 0)]
+    batches = [batch for batch, _, _ in predictor.stream(dataset, chunks(range(len(videos)), batch_size), workers=0)]
     tokens = predictor.class_tokens(predictor.class_names)
     share = ThreadShare(workers) if workers else None
     try:
-        score_views(predictor.model, batches[0], tokens, predictor.autocast)  # warm up
+        predictor.scores(batches[0], tokens)  # warm up
         start = time.perf_counter()
         for batch in batches:
-            score_views(predictor.model, batch, tokens, predictor.autocast)
+            predictor.scores(batch, tokens)
         return len(videos) / (time.perf_counter() - start)
     finally:
         if share is not None:

@@ -39,17 +39,11 @@ from safetensors.torch import save_file
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
 from mbgf_cli.fileio import atomic_output, atomic_write_json
-from mbgf_cli.inference import (
-    ModelSource,
-    Predictor,
-    chunks,
-    collect_videos,
-    embed_views,
-    load_model,
-    parse_classes,
-    parse_views,
-    read_class_names,
-)
+from mbgf_cli.inference.configs import EmbedConfig, SearchConfig
+from mbgf_cli.inference.inputs import collect_videos, parse_classes, parse_views, read_class_names
+from mbgf_cli.inference.predictor import ModelSource, Predictor, check_some_read, load_model
+from mbgf_cli.inference.runtime import chunks
+from mbgf_cli.outputs import check_output_file
 
 FORMAT = "mbgf-embeddings"
 VERSION = 1
@@ -114,31 +108,6 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 @dataclass
-class EmbedConfig:
-    inputs: list[str]
-    output: str
-    checkpoint: str | None = None
-    pretrained: str | None = None
-    model: str | None = None
-    frames: int | None = None
-    input_size: int | None = None
-    prompts: str | None = None
-    texts: str | None = None   # comma-separated
-    labels: str | None = None  # a labels file: its names are embedded as texts
-    views: str = "1x1"
-    batch_size: int = 8
-    workers: int | None = None
-    device: str | None = None
-    decoder: str = "auto"
-    strict: bool = False
-    amp: str = "auto"
-    compile: bool = False  # torch.compile the video encoder; not part of the embedding's identity
-    shard_size: int = 1000
-    overwrite: bool = False
-    stop_after_shards: int | None = None  # behave as if interrupted after writing this many shards (tests)
-
-
-@dataclass
 class EmbedSummary:
     output: str
     videos: int
@@ -155,16 +124,43 @@ class EmbedSummary:
                 "up_to_date": self.up_to_date, "model": self.model}
 
 
-def embed(cfg: EmbedConfig) -> EmbedSummary:
-    """Run ``mbgf embed``: check everything a user can get wrong, then embed shard by shard and merge."""
-    views = parse_views(cfg.views)
-    for option, value in (("--batch-size", cfg.batch_size), ("--shard-size", cfg.shard_size)):
-        if value < 1:
-            raise UserError(f"{option} must be at least 1, not {value}")
-    output = Path(cfg.output)
-    if output.is_dir():
-        raise UserError(f"--output {output}: is a folder (give a file name, e.g. embeddings.safetensors)")
-    source = ModelSource(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
+def content_stamps(videos: list[str]) -> list:
+    """What a video's content is known by without reading it: ``[bytes, mtime_ns]`` (None: absent). A
+    file changed since a shard or the output was made makes them stale, so a rerun equals a fresh run."""
+    stamps = []
+    for video in videos:
+        try:
+            stat = os.stat(video)
+            stamps.append([stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
+@dataclass
+class EmbedPlan:
+    """What ``mbgf embed`` is to make: the inputs, texts and identity (what refuses another run's
+    output), and the videos' content stamps (what makes a finished shard or output stale)."""
+
+    output: Path
+    views: tuple[int, int]
+    source: ModelSource
+    inputs: object
+    texts: list[str]
+    identity: dict
+    digest: str
+    stamps: list
+
+    def content(self, indices=None) -> str:
+        chosen = self.stamps if indices is None else [self.stamps[i] for i in indices]
+        return digest_of({"digest": self.digest, "stamps": chosen})
+
+
+def plan_embedding(cfg: EmbedConfig) -> EmbedPlan:
+    """Every check a user can fail, before the model loads: views, the output file, inputs, texts."""
+    views = parse_views(cfg.views or "1x1")
+    output = check_output_file(cfg.output, "--output")
+    source = ModelSource.of(cfg)
     inputs = collect_videos(cfg.inputs, cfg.strict)
     texts = []
     if cfg.texts is not None:
@@ -174,117 +170,153 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
     identity = {"videos": inputs.videos, "files": [os.path.abspath(v) for v in inputs.videos],
                 "model": source.fingerprint(), "views": f"{views[0]}x{views[1]}", "decoder": cfg.decoder,
                 "prompts": cfg.prompts, "texts": texts}
-    digest = digest_of(identity)
+    return EmbedPlan(output, views, source, inputs, texts, identity, digest_of(identity),
+                     content_stamps(inputs.videos))
 
-    # ---- what is there already: a finished file, an unfinished run
-    if output.exists():
-        try:
-            meta, _ = _read(output)
-        except UserError:
-            meta = None
-        if not cfg.overwrite:
-            if meta is None:
-                raise UserError(f"{output}: exists and is not an mbgf embeddings file; --overwrite replaces it")
-            if meta.get("digest") != digest:
-                raise UserError(f"{output}: holds embeddings of {what_differs(meta.get('identity'), identity)}; "
-                                "--overwrite replaces it")
-            return EmbedSummary(str(output), len(meta["videos"]), [tuple(s) for s in meta["skipped"]],
-                                len(meta["texts"]), up_to_date=True, model=meta.get("model_name", ""))
-    parts = parts_dir(output)
+
+def finished_output(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary | None:
+    """The summary of an OUTPUT already made from these inputs, unchanged, and this model; None when it
+    is to be (re)made. Another run's OUTPUT is refused without ``--overwrite``."""
+    output = plan.output
+    if not output.exists():
+        return None
+    try:
+        meta, _ = _read(output)
+    except UserError:
+        meta = None
+    if cfg.overwrite:
+        return None
+    if meta is None:
+        raise UserError(f"{output}: exists and is not an mbgf embeddings file; --overwrite replaces it")
+    if meta.get("digest") != plan.digest:
+        raise UserError(f"{output}: holds embeddings of {what_differs(meta.get('identity'), plan.identity)}; "
+                        "--overwrite replaces it")
+    if meta.get("content") != plan.content():
+        return None  # a video changed since: made again, as a fresh run would
+    return EmbedSummary(str(output), len(meta["videos"]), [tuple(s) for s in meta["skipped"]],
+                        len(meta["texts"]), up_to_date=True, model=meta.get("model_name", ""))
+
+
+def open_parts(plan: EmbedPlan, cfg: EmbedConfig) -> tuple[Path, int]:
+    """The parts folder of an unfinished run of this identity (resumed, at its shard size), or a new one."""
+    parts = parts_dir(plan.output)
     shard_size = cfg.shard_size
     if parts.exists():
         try:
             run = json.loads((parts / RUN_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             run = {}
-        if run.get("digest") == digest and not cfg.overwrite:
+        if run.get("digest") == plan.digest and not cfg.overwrite:
             if run.get("shard_size") != shard_size:
                 err_console.print(f"resuming {parts} with the shard size it was started with, {run['shard_size']}",
                                   highlight=False)
                 shard_size = int(run["shard_size"])
         elif not cfg.overwrite:
-            raise UserError(f"{parts}: an unfinished embedding of {what_differs(run.get('identity'), identity)}; "
+            raise UserError(f"{parts}: an unfinished embedding of {what_differs(run.get('identity'), plan.identity)}; "
                             "rerun its own command to finish it, or --overwrite to start over")
         else:
             shutil.rmtree(parts)
-
-    # ---- the work
-    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     parts.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(parts / RUN_FILE, {"format": f"{FORMAT}-parts", "digest": digest, "shard_size": shard_size,
-                                         "identity": identity})
+    atomic_write_json(parts / RUN_FILE, {"format": f"{FORMAT}-parts", "digest": plan.digest, "shard_size": shard_size,
+                                         "identity": plan.identity})
     for stale in parts.glob(".*.tmp-*"):  # temporaries of writes that were interrupted
         stale.unlink(missing_ok=True)
-    total = len(inputs)
-    shards = math.ceil(total / shard_size)
-    done = {k for k in range(shards) if _shard_done(shard_file(parts, k), digest, k)}
-    pending = [k for k in range(shards) if k not in done]
+    return parts, shard_size
+
+
+def embed(cfg: EmbedConfig) -> EmbedSummary:
+    """Run ``mbgf embed``: check everything a user can get wrong, then embed shard by shard and merge."""
+    plan = plan_embedding(cfg)
+    finished = finished_output(plan, cfg)
+    if finished is not None:
+        return finished
+    parts, shard_size = open_parts(plan, cfg)
+    predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    predictor.check_views(plan.views, cfg.batch_size, cfg.views)
+    total = len(plan.inputs)
+    shards = [range(k * shard_size, min(total, (k + 1) * shard_size)) for k in range(math.ceil(total / shard_size))]
+    done = {k for k, indices in enumerate(shards)
+            if _shard_done(shard_file(parts, k), plan.digest, k, plan.content(indices))}
+    compute_shards(predictor, plan, cfg, parts, shards, done)
+    return merge_shards(predictor, plan, cfg, parts, len(shards), len(done))
+
+
+def compute_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts: Path, shards: list[range],
+                   done: set[int]) -> None:
+    """The shards not ``done``, each written as soon as its last batch is embedded."""
     batches, batch_shard = [], []
-    for k in pending:
-        for batch in chunks(range(k * shard_size, min(total, (k + 1) * shard_size)), cfg.batch_size):
-            batches.append(batch)
-            batch_shard.append(k)
-    remaining = {k: batch_shard.count(k) for k in pending}
-    dataset = predictor.files(inputs.videos, views, cfg.decoder, cfg.strict)
+    for k, indices in enumerate(shards):
+        if k not in done:
+            for batch in chunks(indices, cfg.batch_size):
+                batches.append(batch)
+                batch_shard.append(k)
+    remaining = {k: batch_shard.count(k) for k in set(batch_shard)}
+    dataset = predictor.files(plan.inputs.videos, plan.views, cfg.decoder, cfg.strict)
     vectors, failed, written = {}, {}, 0
     try:
         with progress(transient=True) as bar:
-            stream = predictor.stream(dataset, batches, cfg.workers, bar, "embed")
-            for (batch, indices, failures), k in zip(stream, batch_shard, strict=True):
+            embedded = predictor.embed_batches(dataset, batches, cfg.workers, bar)
+            for (indices, rows, failures), k in zip(embedded, batch_shard, strict=True):
                 failed.update(failures)
-                if batch is not None:
-                    vectors.update(zip(indices, embed_views(predictor.model, batch, predictor.autocast).cpu(),
-                                       strict=True))
+                vectors.update(zip(indices, rows, strict=True))
                 remaining[k] -= 1
                 if remaining[k] == 0:
-                    _write_shard(parts, k, digest, range(k * shard_size, min(total, (k + 1) * shard_size)),
-                                 inputs.videos, vectors, failed, predictor.model.clip_config.embed_dim)
+                    _write_shard(parts, k, plan, shards[k], vectors, failed, predictor.model.clip_config.embed_dim)
                     written += 1
                     if cfg.stop_after_shards is not None and written >= cfg.stop_after_shards:
                         raise KeyboardInterrupt
     except KeyboardInterrupt:
-        err_console.print(f"{len(done) + written} of {shards} shards are done in {parts}; the same command resumes "
-                          "from there", highlight=False)
+        err_console.print(f"{len(done) + written} of {len(shards)} shards are done in {parts}; the same command "
+                          "resumes from there", highlight=False)
         raise
 
-    # ---- merge
+
+def merge_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts: Path, shards: int,
+                 resumed: int) -> EmbedSummary:
+    """The shards as one OUTPUT (atomically); the parts folder is removed."""
     videos, rows, skipped = [], [], []
     for k in range(shards):
         meta, tensors = _read(shard_file(parts, k))
         videos += meta["videos"]
         skipped += [tuple(s) for s in meta["skipped"]]
         rows.append(tensors["video"])
+    if plan.inputs.videos and not videos:
+        shutil.rmtree(parts)
+        check_some_read(len(plan.inputs), skipped)
     width = predictor.model.clip_config.embed_dim
     tensors = {"video": torch.cat(rows) if rows else torch.zeros(0, width),
                "probe": predictor.encode_texts([PROBE_TEXT])}
-    if texts:
-        tensors["text"] = predictor.encode_texts(texts)
+    if plan.texts:
+        tensors["text"] = predictor.encode_texts(plan.texts)
     loaded = predictor.loaded
     meta = {"format": FORMAT, "version": VERSION, "videos": videos, "skipped": [list(s) for s in skipped],
-            "texts": texts, "model": source.absolute().to_dict(), "model_name": loaded.name,
+            "texts": plan.texts, "model": plan.source.absolute().to_dict(), "model_name": loaded.name,
             "config": predictor.config.to_dict(), "prompts": loaded.prompts, "templates": loaded.templates,
-            "views": identity["views"], "decoder": cfg.decoder, "identity": identity, "digest": digest}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _save(output, tensors, meta)
+            "views": plan.identity["views"], "decoder": cfg.decoder, "identity": plan.identity,
+            "digest": plan.digest, "content": plan.content()}
+    plan.output.parent.mkdir(parents=True, exist_ok=True)
+    _save(plan.output, tensors, meta)
     shutil.rmtree(parts)
-    return EmbedSummary(str(output), len(videos), skipped, len(texts), shards, len(done), model=loaded.name)
+    return EmbedSummary(str(plan.output), len(videos), skipped, len(plan.texts), shards, resumed, model=loaded.name)
 
 
-def _shard_done(path: Path, digest: str, shard: int) -> bool:
+def _shard_done(path: Path, digest: str, shard: int, content: str) -> bool:
     if not path.is_file():
         return False
     try:
         meta, tensors = _read(path)
     except UserError:
         return False  # damaged: computed again
-    return meta.get("digest") == digest and meta.get("shard") == shard and "video" in tensors
+    return meta.get("digest") == digest and meta.get("shard") == shard and meta.get("content") == content \
+        and "video" in tensors
 
 
-def _write_shard(parts: Path, shard: int, digest: str, indices: range, videos: list[str], vectors: dict,
-                 failed: dict, width: int) -> None:
+def _write_shard(parts: Path, shard: int, plan: EmbedPlan, indices: range, vectors: dict, failed: dict,
+                 width: int) -> None:
+    videos = plan.inputs.videos
     read = [i for i in indices if i in vectors]
-    meta = {"format": f"{FORMAT}-shard", "digest": digest, "shard": shard, "videos": [videos[i] for i in read],
-            "skipped": [[videos[i], failed[i]] for i in indices if i in failed]}
+    meta = {"format": f"{FORMAT}-shard", "digest": plan.digest, "shard": shard, "content": plan.content(indices),
+            "videos": [videos[i] for i in read], "skipped": [[videos[i], failed[i]] for i in indices if i in failed]}
     rows = torch.stack([vectors.pop(i) for i in read]) if read else torch.zeros(0, width)
     _save(shard_file(parts, shard), {"video": rows}, meta)
 
@@ -341,18 +373,6 @@ def read_embeddings(path) -> Embeddings:
 
 
 @dataclass
-class SearchConfig:
-    embeddings: str
-    query: str | None = None
-    like: str | None = None
-    top_k: int = 10
-    checkpoint: str | None = None  # the model the file was made with, where it has moved
-    device: str | None = None
-    amp: str = "auto"
-    as_json: bool = False
-
-
-@dataclass
 class SearchResult:
     embeddings: str
     query: str | None
@@ -373,8 +393,6 @@ def search(cfg: SearchConfig) -> SearchResult:
         raise UserError("give a query text, or --like VIDEO (one of them)")
     if cfg.query is not None and not cfg.query.strip():
         raise UserError("the query text is empty")
-    if cfg.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, not {cfg.top_k}")
     found = read_embeddings(cfg.embeddings)
     if not len(found.videos):
         raise UserError(f"{cfg.embeddings}: holds no video embeddings (every video was skipped)")

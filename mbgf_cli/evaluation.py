@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +21,13 @@ import numpy as np
 import torch
 
 from fusion.config import BRANCHES
-from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, inference
-from mbgf_cli.compilation import compile_video_model
 from mbgf_cli.console import console, err_console, progress
 from mbgf_cli.errors import UserError
-from mbgf_cli.precision import choose_amp
+from mbgf_cli.inference.configs import EvalConfig
+from mbgf_cli.outputs import check_output_file, check_output_folder, record_outputs
+
+PLOTS_KIND = "eval-plots"  # the marker of a --plot folder (mbgf_cli/outputs.py)
 
 
 @dataclass
@@ -143,135 +143,93 @@ def evaluate_loader(model, loader, class_tokens: torch.Tensor, total: int, label
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class EvalConfig:
-    checkpoint: str | None = None
-    dataset: str | None = None
-    root: str | None = None
-    list_file: str | None = None  # default: ROOT/val.txt
-    labels: str | None = None
-    views: str | None = None  # "CLIPSxCROPS"; default: the preset's test protocol, else 1x1
-    batch_size: int = 8
-    workers: int | None = None
-    decoder: str = "auto"
-    strict: bool = False
-    cache_decoded: bool = False
-    amp: str = "auto"
-    device: str | None = None
-    compile: bool = False  # torch.compile the video encoder (mbgf_cli/compilation.py)
-    zero_shot: bool = False
-    pretrained: str | None = None
-    model: str | None = None  # zero-shot: the backbone, when the weights do not say
-    frames: int = 8  # zero-shot
-    input_size: int | None = None  # zero-shot
-    prompts: str | None = None  # default: as the checkpoint was trained
-    explain: bool = False
-    per_class: bool = False
-    predictions: str | None = None
-    plot: str | None = None
-    as_json: bool = False
+def model_source(cfg: EvalConfig) -> inference.ModelSource:
+    """``--checkpoint``, or zero-shot ``--pretrained`` (``--zero-shot`` says so explicitly)."""
+    if cfg.zero_shot and not cfg.pretrained:
+        raise UserError("--zero-shot needs --pretrained NAME (a CLIP name such as ViT-B/16, or a weights file)")
+    if not cfg.checkpoint and not cfg.pretrained:
+        raise UserError("give --checkpoint DIR (or --zero-shot --pretrained NAME)")
+    return inference.ModelSource.of(cfg)
 
 
-def check_views_fit(views: tuple[int, int], batch_size: int, frames: int, input_size: int, text: str | None) -> None:
-    """Refuse, before any decoding, views whose input batch alone (float32 frames) would take more than
-    half the memory available now: such a run would only end when the machine runs out of memory."""
-    clips, crops = views
-    need = batch_size * clips * crops * frames * 3 * input_size * input_size * 4
-    available = available_memory()
-    if available is not None and need > available / 2:
-        raise UserError(f"--views {text or f'{clips}x{crops}'}: {clips * crops} views of {frames}x{input_size}x"
-                        f"{input_size} frames x --batch-size {batch_size} take {need / 2**30:.1f} GiB of memory for "
-                        f"the input alone, more than half of the {available / 2**30:.1f} GiB available; use fewer "
-                        "views or a smaller --batch-size")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory a new allocation can get now (the kernel's MemAvailable: free plus reclaimable
-    cache), None where the system does not say."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+def check_outputs(cfg: EvalConfig) -> None:
+    """``--predictions`` (a file) and ``--plot`` (a folder of mbgf's plots), before any work."""
+    if cfg.predictions:
+        check_output_file(cfg.predictions, "--predictions")
+    if cfg.plot:
+        check_output_folder(cfg.plot, "--plot", PLOTS_KIND)
 
 
 def evaluate(cfg: EvalConfig) -> tuple[EvalResult, dict]:
     """Run ``mbgf eval``: returns the result and a description (model, dataset, views, paths)."""
     from mbgf_cli import presets
-    from mbgf_cli.frame_cache import CachedVideoDataset
+    from mbgf_cli.data import read_labels
+    from mbgf_cli.resources import resolve_device
 
+    source = model_source(cfg)
+    preset = presets.get_preset(cfg.dataset) if cfg.dataset else None
+    views = inference.parse_views(cfg.views) if cfg.views else (preset.test_views if preset else (1, 1))
+    check_outputs(cfg)
+    resolve_device(cfg.device)  # one message for a device that is not here, before any process group
     ctx = distributed.setup(cfg.device)
     try:
-        # ---- the model, and the class names it was trained on (loaded as mbgf predict loads it)
-        if cfg.zero_shot:
-            if not cfg.pretrained:
-                raise UserError("--zero-shot needs --pretrained NAME (a CLIP name such as ViT-B/16, or a weights file)")
-            source = inference.ModelSource(pretrained=cfg.pretrained, model=cfg.model, frames=cfg.frames,
-                                           input_size=cfg.input_size)
-        else:
-            if not cfg.checkpoint:
-                raise UserError("give --checkpoint DIR (or --zero-shot --pretrained NAME)")
-            source = inference.ModelSource(checkpoint=cfg.checkpoint)
-        loaded = inference.load_model(source, cfg.prompts)
-        trained_classes = loaded.class_names or None  # zero-shot and foreign files carry no class names
-        prompts, templates, name = loaded.prompts, loaded.templates, loaded.name
-        model = loaded.model.to(ctx.device).eval()
-        config = model.config
-
-        # ---- the data
-        preset = presets.get_preset(cfg.dataset) if cfg.dataset else None
         root, list_file, label_file = resolve_eval_data(cfg, preset)
-        from mbgf_cli.data import VideoDataset, build_loader, read_labels
-
         class_names = read_labels(label_file)
-        if trained_classes is not None and list(trained_classes) != list(class_names):
-            raise UserError(class_mismatch_message(cfg.checkpoint, trained_classes, class_names, label_file))
-        views = inference.parse_views(cfg.views) if cfg.views else (preset.test_views if preset else (1, 1))
-        check_views_fit(views, cfg.batch_size, config.frames, config.input_size, cfg.views)
-        dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
-        dataset = dataset_class(root, list_file, len(class_names), frames=config.frames,
-                                input_size=config.input_size, train=False, views=views,
-                                decoder=cfg.decoder, strict=cfg.strict,
-                                mean=config.input_mean, std=config.input_std)
-        workers = cfg.workers if cfg.workers is not None else inference.default_workers(ctx.device)
-        loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
-                              drop_last=False, distributed=ctx.distributed)
-        tokens = class_text_tokens(class_names, prompts, templates).to(ctx.device)
-        amp_dtype, precision = choose_amp(cfg.amp, ctx.device, config.model)
-        autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype is not None else None
-        if cfg.compile:
-            compile_video_model(model)
+        # the model, its classes, prompts, precision and compiling: as mbgf predict has them
+        predictor = inference.Predictor.from_source(source, cfg.prompts, ctx.device, cfg.amp, compile=cfg.compile)
+        if predictor.class_names and list(predictor.class_names) != list(class_names):
+            raise UserError(class_mismatch_message(cfg.checkpoint, predictor.class_names, class_names, label_file))
+        predictor.check_views(views, cfg.batch_size, cfg.views)
         if ctx.is_main:
-            err_console.print(f"precision: {precision}{'; --compile' if cfg.compile else ''}", highlight=False,
-                              soft_wrap=True)
-
-        with progress(transient=True) as bar:
-            if cfg.cache_decoded:
-                dataset.fill(workers=workers, bar=bar)
-            result = evaluate_loader(model, loader, tokens, len(dataset), [label for _, label in dataset.samples],
-                                     ctx.device, autocast=autocast, explain=cfg.explain, bar=bar,
-                                     description=f"eval {views[0]}x{views[1]} views")
-        info = {"model": name, "list": str(dataset.list_file), "views": f"{views[0]}x{views[1]}",
+            err_console.print(f"precision: {predictor.precision}{'; --compile' if cfg.compile else ''}",
+                              highlight=False, soft_wrap=True)
+        result, dataset = score_list(predictor, cfg, ctx, root, list_file, class_names, views)
+        info = {"model": predictor.name, "list": str(dataset.list_file), "views": f"{views[0]}x{views[1]}",
                 "class_names": class_names, "skipped_line": skipped_line(dataset, cfg) if result.skipped else None}
+        if result.skipped and not result.videos:
+            raise UserError(f"none of the {result.skipped} videos of {dataset.list_file} could be read; "
+                            f"{info['skipped_line']}")
         if ctx.is_main:
-            if cfg.predictions:
-                write_predictions(cfg.predictions, result, dataset.samples, class_names)
-            if cfg.plot:
-                from mbgf_cli import plots
-
-                accuracy, _ = result.per_class()
-                plots.confusion_matrix(result.confusion(), class_names, Path(cfg.plot) / "confusion_matrix.png")
-                plots.per_class_accuracy(np.nan_to_num(accuracy), class_names,
-                                         Path(cfg.plot) / "per_class_accuracy.png")
+            write_outputs(cfg, result, dataset.samples, class_names)
         return result, info
     finally:
         distributed.cleanup()
+
+
+def score_list(predictor, cfg: EvalConfig, ctx, root, list_file, class_names, views):
+    """Every video of the list through the predictor's model, on every process, gathered."""
+    from mbgf_cli.data import VideoDataset, build_loader
+    from mbgf_cli.frame_cache import CachedVideoDataset
+
+    config = predictor.config
+    dataset_class = CachedVideoDataset if cfg.cache_decoded else VideoDataset
+    dataset = dataset_class(root, list_file, len(class_names), frames=config.frames, input_size=config.input_size,
+                            train=False, views=views, decoder=cfg.decoder, strict=cfg.strict,
+                            mean=config.input_mean, std=config.input_std)
+    workers = cfg.workers if cfg.workers is not None else inference.default_workers(ctx.device)
+    loader = build_loader(dataset, batch_size=cfg.batch_size, workers=workers, shuffle=False,
+                          drop_last=False, distributed=ctx.distributed)
+    tokens = predictor.class_tokens(class_names)
+    with progress(transient=True) as bar:
+        if cfg.cache_decoded:
+            dataset.fill(workers=workers, bar=bar)
+        result = evaluate_loader(predictor.model, loader, tokens, len(dataset), [label for _, label in dataset.samples],
+                                 ctx.device, autocast=predictor.autocast, explain=cfg.explain, bar=bar,
+                                 description=f"eval {views[0]}x{views[1]} views")
+    return result, dataset
+
+
+def write_outputs(cfg: EvalConfig, result: EvalResult, samples, class_names) -> None:
+    if cfg.predictions:
+        write_predictions(cfg.predictions, result, samples, class_names)
+    if cfg.plot:
+        from mbgf_cli import plots
+
+        accuracy, _ = result.per_class()
+        folder = Path(cfg.plot)
+        plots.confusion_matrix(result.confusion(), class_names, folder / "confusion_matrix.png")
+        plots.per_class_accuracy(np.nan_to_num(accuracy), class_names, folder / "per_class_accuracy.png")
+        record_outputs(folder, PLOTS_KIND, ["confusion_matrix.png", "per_class_accuracy.png"])
 
 
 def skipped_line(dataset, cfg: EvalConfig) -> str:
@@ -306,13 +264,6 @@ def class_mismatch_message(checkpoint_dir, trained: list[str], names: list[str],
         detail = f"class {i} is {trained[i]!r} in the checkpoint but {names[i]!r} in {label_file}"
     return (f"{checkpoint_dir}: the checkpoint's classes differ from the dataset's ({detail}); "
             "evaluate on its own label set, or use --zero-shot")
-
-
-def zero_shot_model(cfg: EvalConfig):
-    """CLIP with mean pooling over frames, no training: any label set, through the text encoder."""
-    if not cfg.pretrained:
-        raise UserError("--zero-shot needs --pretrained NAME (a CLIP name such as ViT-B/16, or a weights file)")
-    return inference.pretrained_model(cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
 
 
 def write_predictions(path, result: EvalResult, samples, class_names) -> None:

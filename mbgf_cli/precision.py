@@ -3,8 +3,8 @@
 ``--amp auto`` runs in bf16 where the device multiplies bf16 matrices natively and in full precision
 elsewhere: CUDA GPUs with native bf16 (Ampere and later), CPUs with AMX-BF16 or AVX-512 BF16 units
 (where oneDNN's bf16 kernels beat fp32 ones); older CPUs emulate bf16 and would only slow down. One
-exception: the tiny backbone trains in fp32 on a CPU even so (its matrices are too small for the bf16
-kernels to win back what the backward pass adds in casts; its inference still gains from bf16).
+exception: the tiny backbone trains in fp32 on a CPU even so (a rule of thumb kept with the others in
+:mod:`mbgf_cli.heuristics`, where ``MBGF_TINY_FP32=0`` turns it off).
 ``choose_amp`` also says why, for the run's header.
 """
 
@@ -14,8 +14,9 @@ from contextlib import nullcontext
 
 import torch
 
+from mbgf_cli.heuristics import trains_in_fp32_on_cpu
+
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-SMALL_MODELS = ("tiny",)  # backbones whose training step is no faster in bf16 on a CPU (benchmarks/train_step.py)
 
 
 def cpu_bf16_units() -> str | None:
@@ -65,7 +66,7 @@ def choose_amp(amp: str, device: torch.device, model: str | None = None,
         return None, "fp32 (GPU without native bf16; --amp fp16 to force half precision)"
     if device.type == "cpu":
         units = cpu_bf16_units()
-        if units and training and model in SMALL_MODELS:
+        if units and training and trains_in_fp32_on_cpu(model):
             return None, f"fp32 (CPU has {units}, but the {model} model trains faster in fp32)"
         if units:
             return torch.bfloat16, f"bf16 (CPU has {units})"

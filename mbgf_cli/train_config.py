@@ -1,8 +1,8 @@
 """What a training run depends on: :class:`TrainConfig`, its recipe defaults and the resume rules.
 
 Every field that is a command-line option carries its flags, help and help panel as field metadata
-(see :func:`option`); ``mbgf train`` and ``mbgf fewshot`` build their options from it
-(``mbgf_cli/commands/options.py``), so an option is declared here once. ``None`` means "the dataset
+(see :func:`mbgf_cli.settings.option`); ``mbgf train`` and ``mbgf fewshot`` build their options from it
+(:func:`mbgf_cli.settings.command_options`), so an option is declared here once. ``None`` means "the dataset
 preset's recipe value" (``mbgf_cli/presets.py``), filled in by :func:`resolve_config`.
 
 Light on purpose (no torch): the command line reads it to build ``--help``.
@@ -11,57 +11,24 @@ Light on purpose (no torch): the command line reads it to build ``--help``.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mbgf_cli import presets
 from mbgf_cli.errors import UserError
-
-# Help panels.
-DATA = "Data"
-MODEL = "Model"
-OPTIM = "Optimisation"
-RUN = "Run"
-
-
-@dataclass(frozen=True)
-class Range:
-    """The numbers an option accepts: ``low``/``high`` bounds (None: unbounded), each closed unless
-    ``*_open``. Every accepted number is finite."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def accepts(self, value) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def describe(self) -> str:
-        if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-        if self.low is not None:
-            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
-        return f"{'below' if self.high_open else 'at most'} {self.high:g}"
-
-
-AT_LEAST_0, AT_LEAST_1, ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
-PROBABILITY = Range(0, 1)
-
-
-def option(default, *flags: str, help: str = "", panel: str = RUN, hidden: bool = False, path: bool = False,
-           none: str | None = None, range: Range | None = None):
-    """A config field that is also a command-line option. ``flags``: the option's names (the first is
-    its name in messages; "--a/--b" for a switch); ``path``: given as a path on the command line;
-    ``none``: what a ``None`` recipe value means, for the help ("the backbone's"); ``range``: the
-    numbers it accepts, checked by :func:`check_ranges` before any work."""
-    return field(default=default, metadata={"flags": flags, "help": help, "panel": panel, "hidden": hidden,
-                                            "path": path, "none": none, "range": range})
+from mbgf_cli.resources import check_workers
+from mbgf_cli.settings import (  # noqa: F401 - Range and the panels are read from here by older code
+    ABOVE_0,
+    AT_LEAST_0,
+    AT_LEAST_1,
+    DATA,
+    MODEL,
+    OPTIM,
+    PROBABILITY,
+    RUN,
+    Range,
+    option,
+)
 
 
 @dataclass
@@ -79,9 +46,9 @@ class TrainConfig:
     val_list: str | None = option(None, "--val-list", panel=DATA, help="Val list (default ROOT/val.txt).")
     labels: str | None = option(None, "--labels", panel=DATA, path=True,
                                 help="id,name CSV (default ROOT/labels.csv, else the preset's).")
-    decoder: str = option("auto", "--decoder", panel=DATA, help="auto | decord | pyav.")
+    decoder: str = option("auto", "--decoder", panel=DATA, choices=("auto", "decord", "pyav"), help="auto | decord | pyav.")
     workers: int | None = option(None, "--workers", panel=DATA, help="Loader processes per training process.",
-                                 range=AT_LEAST_0)
+                                 range=AT_LEAST_0, check=check_workers)
     strict: bool = option(False, "--strict", panel=DATA,
                           help="Stop at the first unreadable video instead of skipping it.")
     flip: bool | None = option(None, "--flip/--no-flip", panel=DATA,
@@ -108,7 +75,7 @@ class TrainConfig:
     freeze_text: bool | None = option(None, "--freeze-text/--train-text", panel=MODEL,
                                       help="Freeze the text encoder (class features cached).")
     prompts: str | None = option(
-        None, "--prompts", panel=MODEL,
+        None, "--prompts", panel=MODEL, choices=("all", "one"),
         help="Templates per class: all (one drawn per video in training, averaged at test) or one.")
     grad_checkpointing: bool = option(False, "--grad-checkpointing", panel=MODEL,
                                       help="Recompute activations in the backward pass (less memory).")
@@ -134,38 +101,39 @@ class TrainConfig:
         range=AT_LEAST_1)
     clip_grad: float | None = option(None, "--clip-grad", panel=OPTIM, help="Clip the gradient norm (0: off).",
                                      none="off", range=AT_LEAST_0)
-    amp: str = option("auto", "--amp", panel=OPTIM,
+    amp: str = option("auto", "--amp", panel=OPTIM, choices=("auto", "bf16", "fp16", "off"),
                       help="Mixed precision: bf16, fp16 (with a grad scaler), off; auto: bf16 where the device "
                            "computes it natively (GPUs with bf16, CPUs with AMX or AVX-512 BF16; the tiny model "
                            "stays fp32 on a CPU), else off. The run's header says which and why.")
     label_smoothing: float | None = option(None, "--label-smoothing", panel=OPTIM,
                                            help="Label smoothing of the cross-entropy.", range=Range(0, 1, high_open=True))
-    loss: str = option("ce", "--loss", panel=OPTIM, help="ce, or ce+kl (adds ActionCLIP's in-batch KL loss).")
+    loss: str = option("ce", "--loss", panel=OPTIM, choices=("ce", "ce+kl"), help="ce, or ce+kl (adds ActionCLIP's in-batch KL loss).")
     mixup: float | None = option(None, "--mixup", panel=OPTIM, help="Mixup alpha (0: off).", range=AT_LEAST_0)
     cutmix: float | None = option(None, "--cutmix", panel=OPTIM, help="Cutmix alpha (0: off).", range=AT_LEAST_0)
     mixup_switch_prob: float = 0.5  # of a batch mixed, the chance it is cutmix (both on)
     seed: int = option(0, "--seed", panel=OPTIM, help="Makes the run repeatable.", range=AT_LEAST_0)
     # run
-    out: str | None = option(None, "--output", "-o", "--out", path=True,
+    out: str | None = option(None, "--output", "-o", "--out", path=True, panel=RUN,
                              help="Output folder (default runs/<dataset>-<model>-<variant>[-mbgf]).")
     resume: str | None = option(
-        "auto", "--resume", path=True,
+        "auto", "--resume", path=True, panel=RUN,
         help="auto: a run whose folder (--output) holds a run of this configuration continues it from its newest "
              "checkpoint (another configuration is refused); or a run folder (or its last/ or step/) to continue.")
-    overwrite: bool = option(False, "--overwrite",
+    overwrite: bool = option(False, "--overwrite", panel=RUN,
                              help="Start again where --output holds a run: delete that run's own files first "
                                   "(checkpoints, records, logs; nothing else).")
-    save_every: int | None = option(None, "--save-every", none="off", range=AT_LEAST_1,
+    save_every: int | None = option(None, "--save-every", none="off", panel=RUN, range=AT_LEAST_1,
                                     help="Also checkpoint every N optimiser steps inside epochs (step/, the newest "
                                          "kept): a killed run loses at most N steps.")
-    log: str | None = option(None, "--log", none="metrics.jsonl only",
-                             help="Live view besides metrics.jsonl: tensorboard, wandb, or tensorboard,wandb.")
-    eval_every: int = option(1, "--eval-every", help="Validate every N epochs.", range=AT_LEAST_1)
-    device: str | None = option(None, "--device", help="cpu or cuda (default: cuda when available).")
-    compile: bool = option(False, "--compile",
+    # --report-to: torchrun's own parser takes --log for --log-dir; --log stays for plain `mbgf`
+    report_to: str | None = option(None, "--report-to", "--log", panel=RUN, none="metrics.jsonl only",
+                                   help="Live view besides metrics.jsonl: tensorboard, wandb, or tensorboard,wandb.")
+    eval_every: int = option(1, "--eval-every", panel=RUN, help="Validate every N epochs.", range=AT_LEAST_1)
+    device: str | None = option(None, "--device", panel=RUN, none="cuda when available", help="cpu, cuda or cuda:N.")
+    compile: bool = option(False, "--compile", panel=RUN,
                            help="torch.compile the video encoder: faster steps after compiling at the start (a "
                                 "warning, and no compiling, where no compiler works). Checkpoints are the same.")
-    plot: bool = option(True, "--plot/--no-plot", help="Write training_curve.png.")
+    plot: bool = option(True, "--plot/--no-plot", panel=RUN, help="Write training_curve.png.")
     # hooks for tests (hidden options)
     inject_nan_at_step: int | None = option(None, "--inject-nan-at-step", hidden=True)  # a NaN loss at this step
     stop_at_step: int | None = option(None, "--stop-at-step", hidden=True)  # as if Ctrl-C came after this step
@@ -178,6 +146,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        if "log" in d and "report_to" not in d:  # runs recorded before --log became --report-to
+            d = {**d, "report_to": d["log"]}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -187,7 +157,7 @@ def flag(name: str) -> str:
 
 
 # Options that may change when resuming: they do not change what is computed.
-RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "log", "save_every", "compile")
+RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "report_to", "save_every", "compile")
 TEST_HOOKS = ("inject_nan_at_step", "stop_at_step", "kill_at_step")  # never carried over into a resumed run
 # What two configurations of one run may differ in: where it runs and what it writes besides its results.
 NOT_COMPARED = (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out", "overwrite")

@@ -132,7 +132,7 @@ def start_run(cfg: TrainConfig, ctx: distributed.Context, held: contextlib.ExitS
         cfg = resumed_config(cfg, saved["config"], resume_dir)
     else:
         cfg = resolve_config(cfg)
-    backends = tracking.parse_backends(cfg.log)
+    backends = tracking.parse_backends(cfg.report_to)
     tracking.check_available(backends)
     files = find_data(cfg, ctx)  # data problems surface here, before any weights are read
     cfg, saved = open_run_folder(cfg, ctx, saved, held)  # --resume auto: the run the folder holds, if any

@@ -134,3 +134,41 @@ def test_missing_lists_and_labels_are_reported_before_the_model(nothing_built, t
     code, _, stderr = run_cli([*base, "--train-list", bad], capsys)
     assert code == 2 and f"{bad}:2" in " ".join(stderr.split())
     assert not (tmp_path / "run").exists()
+
+
+def test_options_are_declared_one_way():
+    """Every option is a config field (mbgf_cli/settings.py builds the Typer options): no command module
+    declares one of its own."""
+    from pathlib import Path
+
+    import mbgf_cli
+
+    package = Path(mbgf_cli.__file__).parent
+    declaring = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                       if "typer.Option(" in path.read_text() and path.name not in ("settings.py", "app.py"))
+    assert declaring == []
+
+
+@pytest.mark.parametrize("flag", ["--report-to", "--log"])
+def test_the_tracker_option_has_a_name_torchrun_leaves_alone(captured_train, tmp_path, capsys, flag):
+    code, _, stderr = run_cli(["train", "--dataset", "synthetic", "-o", tmp_path / "run", flag, "none", "--json"],
+                              capsys)
+    assert code == 0, stderr
+    assert captured_train[0].report_to == "none"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "x.mp4", "-c", "x", "--top-k", "0"], "--top-k must be at least 1, not 0"),
+    (["predict", "x.mp4", "-c", "x", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+    (["embed", "x.mp4", "-c", "x", "-o", "e.st", "--shard-size", "0"], "--shard-size must be at least 1, not 0"),
+    (["eval", "-c", "x", "--frames", "0"], "--frames must be at least 1, not 0"),
+    (["search", "e.st", "a", "-k", "0"], "--top-k must be at least 1, not 0"),
+    (["predict", "x.mp4", "-c", "x", "--amp", "fp8"], "--amp must be one of auto, bf16, fp16, off, not 'fp8'"),
+    (["train", "--dataset", "synthetic", "--jitter", "2"], "--jitter must be in [0, 1], not 2"),
+    (["prepare-data", "synthetic", "-o", "d", "--workers", "-1"], "--workers must be at least 0, not -1"),
+])
+def test_every_command_checks_the_declared_range_first(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 2 and message in " ".join(stderr.split()), stderr
+    assert list(tmp_path.iterdir()) == []  # nothing made

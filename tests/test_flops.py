@@ -193,9 +193,9 @@ def test_flops_table_keeps_three_digits_for_small_models():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--variant", "slowfast"], "--variant 'slowfast': choose from clip, actionclip, xclip"),
+    (["--variant", "slowfast"], "--variant must be one of clip, actionclip, xclip, not 'slowfast'"),
     (["--input-size", "100"], "input size 100 is not a multiple of b16's patch size 16"),
-    (["--frames", "8", "0"], "--frames: every value must be at least 1"),
+    (["--frames", "8", "0"], "--frames must be at least 1, not 0"),
 ])
 def test_bad_options_are_one_line_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

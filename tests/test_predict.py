@@ -184,14 +184,29 @@ def test_inputs_folders_lists_and_option_errors(colour, tmp_path, capsys):
     assert code == 2 and "no videos found" in stderr
 
 
-def test_the_model_takes_every_core_only_while_the_decoders_are_ahead(monkeypatch):
-    from mbgf_cli import inference
+def test_thread_sharing_switched_off_keeps_every_thread(monkeypatch):
+    from mbgf_cli import heuristics
 
-    monkeypatch.setattr(inference, "available_cpus", lambda: 4)
+    monkeypatch.setattr(heuristics, "available_cpus", lambda: 4)
+    monkeypatch.setenv(heuristics.THREAD_SHARE, "0")
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        share = inference.ThreadShare(workers=2)
+        share = heuristics.ThreadShare(workers=2)
+        share.update(waited=0.5, worked=1.0)  # the decoders are the bottleneck, but the rule is off
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_model_takes_every_core_only_while_the_decoders_are_ahead(monkeypatch):
+    from mbgf_cli import heuristics
+
+    monkeypatch.setattr(heuristics, "available_cpus", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        share = heuristics.ThreadShare(workers=2)
         assert torch.get_num_threads() == 2  # at the start the decoders fill their cores
         share.update(waited=0.001, worked=1.0)  # the batch was ready: the decoders are ahead
         assert torch.get_num_threads() == 4

@@ -266,7 +266,7 @@ def test_synthetic_subcommand_with_check_and_pack(tmp_path):
 
 
 def test_bad_options(tmp_path, class_folders):
-    with pytest.raises(Exception, match="--pack must be 'tar'"):
+    with pytest.raises(Exception, match="--pack must be one of tar, not 'zip'"):
         invoke("folder", "--videos", class_folders, "--out", tmp_path / "o", "--pack", "zip")
     with pytest.raises(Exception, match="no such videos folder"):
         invoke("folder", "--videos", tmp_path / "nowhere", "--out", tmp_path / "o")

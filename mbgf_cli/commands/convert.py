@@ -1,39 +1,44 @@
 """``mbgf convert``: a published checkpoint (OpenAI CLIP, ActionCLIP, mmaction2's ActionCLIP, X-CLIP,
 ViFi-CLIP file, or a Hugging Face XCLIPModel/CLIPModel directory) -> an mbgf checkpoint directory."""
 
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mbgf_cli.console import console, err_console
+from mbgf_cli.settings import AT_LEAST_1, argument, command_options, option
 
-SourceFormat = Enum("SourceFormat", {name: name for name in
-                                     ("auto", "openai", "actionclip", "mmaction2", "xclip", "vificlip", "hf")}, type=str)
+FORMATS = ("auto", "openai", "actionclip", "mmaction2", "xclip", "vificlip", "hf")
 
 
-def convert(
-    source: Path = typer.Argument(..., help="The checkpoint: a file (.pt/.pth/.bin/.safetensors) or a Hugging "
-                                            "Face model directory (config.json beside the weights)."),
-    format: SourceFormat = typer.Option(SourceFormat.auto, "--format",
-                                        help="The source's format; auto tells it from the keys and says which."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=1, show_default=False,
-                                         help="Frames per clip (default: the file's, else 8); fewer than the stored "
-                                              "temporal positions slices them, more is refused."),
-    output: Path = typer.Option(..., "--output", "-o", "--out", help="The mbgf checkpoint directory to write."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty OUTPUT beside its files "
-                                   "(only what mbgf wrote there before is replaced)."),
-    strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail on missing or unexpected weights "
-                                "(--no-strict loads the rest and lists them)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", show_default=False,
-                                             help="CLIP weights (ViT-B/16 or a file) for what a file lacks: ViFi-CLIP "
-                                                  "stores no token embedding (default: the release its config names)."),
-):
+@dataclass
+class ConvertConfig:
+    source: str = argument(..., path=True, help="The checkpoint: a file (.pt/.pth/.bin/.safetensors) or a Hugging "
+                                                "Face model directory (config.json beside the weights).")
+    format: str = option("auto", "--format", choices=FORMATS,
+                         help=f"The source's format ({', '.join(FORMATS)}); auto tells it from the keys and says which.")
+    frames: int | None = option(None, "--frames", range=AT_LEAST_1, none="the file's, else 8",
+                                help="Frames per clip; fewer than the stored temporal positions slices them, more is "
+                                     "refused.")
+    output: str = option(..., "--output", "-o", "--out", path=True, help="The mbgf checkpoint directory to write.")
+    overwrite: bool = option(False, "--overwrite",
+                             help="Write into a non-empty OUTPUT beside its files (only what mbgf wrote there before "
+                                  "is replaced).")
+    strict: bool = option(True, "--strict/--no-strict",
+                          help="Fail on missing or unexpected weights (--no-strict loads the rest and lists them).")
+    pretrained: str | None = option(None, "--pretrained",
+                                    help="CLIP weights (ViT-B/16 or a file) for what a file lacks: ViFi-CLIP stores no "
+                                         "token embedding (default: the release its config names).")
+
+
+@command_options(ConvertConfig)
+def convert(cfg: ConvertConfig):
     """Convert a published checkpoint into an mbgf checkpoint (model.safetensors with its config)."""
     from mbgf_cli.interop import convert_checkpoint  # torch and the models only when the command runs
 
-    directory, meta = convert_checkpoint(source, output, format.value, frames, strict, pretrained, overwrite)
+    directory, meta = convert_checkpoint(Path(cfg.source), Path(cfg.output), cfg.format, cfg.frames, cfg.strict,
+                                         cfg.pretrained, cfg.overwrite)
     config, mismatch = meta["config"], meta.get("conversion")
     console.print(f"detected: {meta['source']['detected']}", highlight=False, soft_wrap=True)
     if mismatch:

@@ -2,60 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import typer
 
-from mbgf_cli.commands import options
-from mbgf_cli.commands.options import path_text
-
-MODEL = "Model"
-DATA = "Data"
-OUTPUT = "Output"
+from mbgf_cli.inference.configs import EmbedConfig
+from mbgf_cli.settings import command_options
 
 
-def embed(
-    paths: list[Path] = typer.Argument(..., show_default=False, metavar="PATH...",
-                                       help="Video files, folders (searched recursively) or list files (.txt)."),
-    output: Path = typer.Option(..., "--output", "-o", "--out", show_default=False, rich_help_panel=OUTPUT,
-                                help="The embeddings file to write (e.g. videos.safetensors)."),
-    checkpoint: Optional[Path] = options.INFER_CHECKPOINT,
-    pretrained: Optional[str] = options.INFER_PRETRAINED,
-    model: Optional[str] = options.INFER_MODEL,
-    frames: Optional[int] = options.INFER_FRAMES,
-    input_size: Optional[int] = options.INFER_INPUT_SIZE,
-    texts: Optional[str] = typer.Option(None, "--texts", show_default=False, rich_help_panel=OUTPUT,
-                                        help='Also embed these texts, comma-separated: "juggling, riding a bike".'),
-    labels: Optional[Path] = typer.Option(None, "--labels", show_default=False, rich_help_panel=OUTPUT,
-                                          help="Also embed the class names of this file (labels.csv or a name a line)."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", show_default=False, rich_help_panel=MODEL,
-                                          help="all | one template per text (default: as the model was trained)."),
-    views: str = options.INFER_VIEWS,
-    batch_size: int = options.INFER_BATCH_SIZE,
-    workers: Optional[int] = options.INFER_WORKERS,
-    decoder: str = options.INFER_DECODER,
-    strict: bool = options.INFER_STRICT,
-    device: Optional[str] = options.INFER_DEVICE,
-    amp: str = options.INFER_AMP,
-    compile_model: bool = options.INFER_COMPILE_MODEL,
-    shard_size: int = typer.Option(1000, "--shard-size", rich_help_panel=OUTPUT,
-                                   help="Videos per shard (OUTPUT.parts/): a rerun resumes from the finished ones."),
-    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=OUTPUT,
-                                   help="Replace an OUTPUT made from other videos or another model."),
-    as_json: bool = typer.Option(False, "--json", rich_help_panel=OUTPUT, help="Print the summary as JSON."),
-    stop_after_shards: Optional[int] = typer.Option(None, "--stop-after-shards", hidden=True),
-):
+@command_options(EmbedConfig)
+def embed(cfg: EmbedConfig):
     """Embed videos: unit-norm video embeddings [N, E] with their paths (and text embeddings), for search."""
     from mbgf_cli import embeddings
 
-    cfg = embeddings.EmbedConfig(
-        inputs=[str(p) for p in paths], output=str(output), checkpoint=path_text(checkpoint), pretrained=pretrained,
-        model=model, frames=frames, input_size=input_size, prompts=prompts, texts=texts, labels=path_text(labels),
-        views=views, batch_size=batch_size, workers=workers, device=device, decoder=decoder, strict=strict, amp=amp,
-        compile=compile_model, shard_size=shard_size, overwrite=overwrite, stop_after_shards=stop_after_shards,
-    )
-    embeddings.print_embed_summary(embeddings.embed(cfg), as_json)
+    embeddings.print_embed_summary(embeddings.embed(cfg), cfg.as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mbgf_cli import presets
-from mbgf_cli.commands.options import PROTOCOL, config_options, list_options_command
+from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, err_console
+from mbgf_cli.settings import AT_LEAST_0, AT_LEAST_1, PROTOCOL, command_options, narrow, option
 from mbgf_cli.train_config import TrainConfig
 
 # The defaults the help shows: X-CLIP's few-shot recipe over its full one; the synthetic demonstration's.
@@ -36,24 +37,27 @@ HELP = {
 }
 
 
-@config_options(TrainConfig, exclude=PER_RUN, help=HELP, panels={"out": PROTOCOL}, recipes=RECIPES, own_first=True)
-def fewshot(
-    shots: list[int] = typer.Option([2, 4, 8, 16], "--shots", "-k", rich_help_panel=PROTOCOL,
-                                    help="K training videos per class; several: --shots 2 4 8 16."),
-    variants: Optional[list[str]] = typer.Option(
-        None, "--variants", rich_help_panel=PROTOCOL, show_default=False,
+@dataclass
+class FewShotCommand(TrainConfig):
+    """``mbgf fewshot``'s options: every run's (``mbgf train``'s, less ``PER_RUN``) and the protocol's."""
+
+    shots: list[int] = option([2, 4, 8, 16], "--shots", panel=PROTOCOL, range=AT_LEAST_1,
+                              help="K training videos per class; several: --shots 2 4 8 16.")
+    variants: list[str] | None = option(
+        None, "--variants", panel=PROTOCOL,
         help="Rows of the table: clip, clip+mbgf, actionclip, actionclip+mbgf, xclip, xclip+mbgf (default: the "
-             "first five; synthetic: clip clip+mbgf)."),
-    seeds: list[int] = typer.Option([0], "--seeds", rich_help_panel=PROTOCOL,
-                                    help="Seeds of the K-shot samples (and of training); several: --seeds 0 1 2."),
-    split_file: list[Path] = typer.Option(
-        [], "--split-file", rich_help_panel=PROTOCOL, show_default=False,
-        help="Train on these K-shot lists instead of sampling (K and seed from a K{K}_seed{S}.txt name, "
-             "else K from the content); several allowed."),
-    as_json: bool = typer.Option(False, "--json", rich_help_panel=PROTOCOL,
-                                 help="Print every run's numbers and the table as JSON."),
-    **options,
-):
+             "first five; synthetic: clip clip+mbgf).")
+    seeds: list[int] = option([0], "--seeds", panel=PROTOCOL, range=AT_LEAST_0,
+                              help="Seeds of the K-shot samples (and of training); several: --seeds 0 1 2.")
+    split_file: list[str] = option(
+        [], "--split-file", panel=PROTOCOL, path=True,
+        help="Train on these K-shot lists instead of sampling (K and seed from a K{K}_seed{S}.txt name, else K from "
+             "the content); several allowed.")
+    as_json: bool = option(False, "--json", panel=PROTOCOL, help="Print every run's numbers and the table as JSON.")
+
+
+@command_options(FewShotCommand, exclude=PER_RUN, help=HELP, panels={"out": PROTOCOL}, recipes=RECIPES)
+def fewshot(cfg: FewShotCommand):
     """K-shot training and evaluation: a row per variant, a column per K, top-1 (%) over seeds. With no
     --dataset or --root it runs the embedded demonstration (synthetic class set b).
 
@@ -63,15 +67,15 @@ def fewshot(
     from mbgf_cli import fewshot as engine
     from mbgf_cli import tables, training
 
-    out = options.pop("out")
-    train_cfg = TrainConfig(**options, plot=False)
+    protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
+    out, train_cfg.out, train_cfg.plot = train_cfg.out, None, False
     if train_cfg.dataset is None and train_cfg.root is None:
         train_cfg.dataset = "synthetic"  # the embedded demonstration
     dataset = train_cfg.dataset
     out = Path(out or f"runs/fewshot-{dataset or Path(train_cfg.root).name}")
-    cfg = engine.FewShotConfig(train=train_cfg, out=str(out), shots=tuple(shots),
-                               variants=tuple(variants or engine.default_variants(dataset)), seeds=tuple(seeds),
-                               split_files=tuple(str(p) for p in split_file))
+    cfg = engine.FewShotConfig(train=train_cfg, out=str(out), shots=tuple(protocol.shots),
+                               variants=tuple(protocol.variants or engine.default_variants(dataset)),
+                               seeds=tuple(protocol.seeds), split_files=tuple(protocol.split_file))
 
     def announce(i: int, n: int, spec, state: str) -> None:
         what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
@@ -86,7 +90,7 @@ def fewshot(
                           highlight=False)
         raise typer.Exit(e.exit_code) from None
 
-    if as_json:
+    if protocol.as_json:
         import json
 
         console.print_json(json.dumps({
@@ -112,4 +116,4 @@ def _results_to_stderr():
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fewshot", cls=list_options_command("--shots", "-k", "--variants", "--seeds", "--split-file"))(fewshot)
+    app.command("fewshot", cls=list_options_command("--shots", "--variants", "--seeds", "--split-file"))(fewshot)

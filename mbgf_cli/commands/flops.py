@@ -1,6 +1,7 @@
 """``mbgf flops``: FLOPs and parameters of the video models, as in the papers' tables."""
 
 import json
+from dataclasses import dataclass
 
 import typer
 from rich.table import Table
@@ -9,35 +10,34 @@ from fusion.config import BACKBONES, VARIANTS
 from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, progress
 from mbgf_cli.errors import UserError
+from mbgf_cli.settings import AT_LEAST_1, command_options, option
 
 MODELS = tuple(BACKBONES)  # the registry's names (fusion.config)
 
 
-def flops(
-    model: str = typer.Option("b16", "--model", help=f"Backbone: {', '.join(MODELS)}."),
-    frames: list[int] = typer.Option([8], "--frames", help="Frames per view; several: --frames 8 16 32."),
-    variant: list[str] = typer.Option(list(VARIANTS), "--variant",
-                                      help=f"Variants; several: --variant {' '.join(VARIANTS)}."),
-    input_size: int = typer.Option(None, "--input-size", help="Frame size in pixels (default: the backbone's, 224).",
-                                   show_default=False),
-    classes: int = typer.Option(400, "--classes", help="Class texts X-CLIP's prompt generator runs on per video."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of the table (the text encoder "
-                                                       "is the row with variant \"text\")."),
-):
+@dataclass
+class FlopsConfig:
+    model: str = option("b16", "--model", "-m", choices=MODELS, help=f"Backbone: {', '.join(MODELS)}.")
+    frames: list[int] = option([8], "--frames", range=AT_LEAST_1, help="Frames per view; several: --frames 8 16 32.")
+    variant: list[str] = option(list(VARIANTS), "--variant", choices=VARIANTS,
+                                help=f"Variants; several: --variant {' '.join(VARIANTS)}.")
+    input_size: int | None = option(None, "--input-size", range=AT_LEAST_1, none="the backbone's, 224",
+                                    help="Frame size in pixels.")
+    classes: int = option(400, "--num-classes", range=AT_LEAST_1,
+                          help="Class texts X-CLIP's prompt generator runs on per video.")
+    as_json: bool = option(False, "--json", help="Print a JSON list instead of the table (the text encoder is the "
+                                                 "row with variant \"text\").")
+
+
+@command_options(FlopsConfig)
+def flops(cfg: FlopsConfig):
     """FLOPs (1 multiply-add = 1 FLOP, per view) and parameters of each variant with and without MBGF."""
     # torch and the models load only when the command runs, not for every `mbgf --help`
     from mbgf_cli.flops import flops_rows, prompt_cost_per_class
 
-    if model not in MODELS:
-        raise UserError(f"--model {model!r}: choose from {', '.join(MODELS)}")
-    for name in variant:
-        if name not in VARIANTS:
-            raise UserError(f"--variant {name!r}: choose from {', '.join(VARIANTS)}")
-    if any(n < 1 for n in frames):
-        raise UserError(f"--frames: every value must be at least 1, got {' '.join(map(str, frames))}")
-    variants, frames = list(dict.fromkeys(variant)), list(dict.fromkeys(frames))
+    variants, frames, classes = list(dict.fromkeys(cfg.variant)), list(dict.fromkeys(cfg.frames)), cfg.classes
     try:
-        counting = flops_rows(model, variants, frames, input_size, classes)
+        counting = flops_rows(cfg.model, variants, frames, cfg.input_size, classes)
         rows = []
         with progress(transient=True) as bar:
             task = bar.add_task("counting FLOPs", total=2 * len(variants) * len(frames) + 1, info="")
@@ -49,7 +49,7 @@ def flops(
     except ValueError as e:  # an input size the patches do not tile, --classes 0, ...
         raise UserError(str(e)) from None
 
-    if as_json:
+    if cfg.as_json:
         typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
     console.print(flops_table(rows, classes, per_class))
@@ -61,7 +61,7 @@ def flops_table(rows, classes: int, prompt_gflops_per_class: float | None) -> Ta
                "Video rows: frame encoder, temporal head, MBGF")
     if prompt_gflops_per_class is not None:
         caption += (f"; X-CLIP rows include its video-specific prompt generator for {classes} classes "
-                    f"({prompt_gflops_per_class * 1e3:.2f} MFLOPs per class, --classes)")
+                    f"({prompt_gflops_per_class * 1e3:.2f} MFLOPs per class, --num-classes)")
     caption += ". The text encoder runs once per class text and is listed separately; params: those the forward uses."
     table = Table(title=f"FLOPs and parameters, {rows[-1].name.split()[0]} backbone", caption=caption,
                   caption_justify="left")

@@ -4,6 +4,7 @@ Thin: parse the options, call ``mbgf_cli.data.prepare``, print the summary as ta
 """
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import typer
@@ -11,6 +12,8 @@ from rich.table import Table
 
 from mbgf_cli.console import console
 from mbgf_cli.data import prepare
+from mbgf_cli.resources import check_workers
+from mbgf_cli.settings import AT_LEAST_0, AT_LEAST_1, PROBABILITY, command_options, option
 
 app = typer.Typer(
     help="Write train.txt, val.txt, labels.csv (and videos) in the seed layout from official annotations, "
@@ -18,21 +21,84 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Options shared by every subcommand (Typer has no option groups; each command lists them).
-OUT = typer.Option(..., "--output", "-o", "--out", help="Folder to write the dataset into (created); nothing of "
-                   "yours in it is changed or deleted.")
-CHECK = typer.Option(False, "--check", help="Decode every listed video in parallel; list only readable ones, write rejected.txt.")
-RESIZE = typer.Option(None, "--resize", metavar="N", help="Re-encode every video to short side N px (H.264, fast to seek).")
-PACK = typer.Option(None, "--pack", metavar="tar", help="Also write videos.tar (uncompressed, read in place); the "
-                    "videos/ this command made (a link, re-encoded or generated videos) is then removed, yours never.")
-WORKERS = typer.Option(None, "--workers", help="Parallel processes for --check/--resize/generation (default: all cores).")
-DECODER = typer.Option("auto", "--decoder", help="Decoder for --check: auto (decord, PyAV fallback), decord, pyav.")
-JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
+
+@dataclass
+class PrepareOptions:
+    """What every subcommand takes."""
+
+    out: str = option(..., "--output", "-o", "--out", path=True,
+                      help="Folder to write the dataset into (created); nothing of yours in it is changed or deleted.")
+    check: bool = option(False, "--check",
+                         help="Decode every listed video in parallel; list only readable ones, write rejected.txt.")
+    pack: str | None = option(None, "--pack", metavar="tar", choices=("tar",),
+                              help="Also write videos.tar (uncompressed, read in place); the videos/ this command "
+                                   "made (a link, re-encoded or generated videos) is then removed, yours never.")
+    workers: int | None = option(None, "--workers", range=AT_LEAST_0, check=check_workers, none="all cores",
+                                 help="Parallel processes for --check/--resize/generation.")
+    decoder: str = option("auto", "--decoder", choices=("auto", "decord", "pyav"),
+                          help="Decoder for --check: auto (decord, PyAV fallback), decord, pyav.")
+    as_json: bool = option(False, "--json", help="Print the summary as JSON.")
 
 
-def _run(engine, as_json: bool, **kwargs):
+@dataclass
+class ResizeOptions(PrepareOptions):
+    resize: int | None = option(None, "--resize", metavar="N", range=AT_LEAST_1,
+                                help="Re-encode every video to short side N px (H.264, fast to seek).")
+
+
+def _folder(help: str):
+    return option(..., "--videos", path=True, help=help)
+
+
+@dataclass
+class SyntheticOptions(PrepareOptions):
+    class_set: str = option("a", "--class-set", choices=("a", "b"), help="a or b: two disjoint sets of 12 motion classes.")
+    videos_per_class: int = option(125, "--videos-per-class", range=AT_LEAST_1, help="Videos per class (train + val).")
+    frames: int = option(32, "--frames", range=AT_LEAST_1, help="Frames per video.")
+    size: int = option(112, "--size", range=AT_LEAST_1, help="Frame side in pixels (even).")
+    fps: int = option(16, "--fps", range=AT_LEAST_1, help="Frames per second of the written videos.")
+    seed: int = option(0, "--seed", range=AT_LEAST_0, help="Same seed, same lists and same decoded frames.")
+    val_fraction: float = option(0.2, "--val-fraction", range=PROBABILITY, help="Share of each class's videos in val.txt.")
+    overwrite: bool = option(False, "--overwrite",
+                             help="Regenerate when --output holds a synthetic dataset with other options.")
+
+
+@dataclass
+class UCF101Options(ResizeOptions):
+    splits: str = option(..., "--splits", path=True, help="Folder with classInd.txt, trainlist0N.txt, testlist0N.txt.")
+    videos: str = _folder("Folder of the UCF101 videos (class folders or flat).")
+    split: int = option(1, "--split", choices=(1, 2, 3), help="Official split 1, 2 or 3 (its test list becomes val.txt).")
+
+
+@dataclass
+class HMDB51Options(ResizeOptions):
+    splits: str = option(..., "--splits", path=True, help="Folder with the <class>_test_splitN.txt files.")
+    videos: str = _folder("Folder of the HMDB51 videos (class folders or flat).")
+    split: int = option(1, "--split", choices=(1, 2, 3),
+                        help="Official split 1, 2 or 3 (1 = train, 2 = test -> val.txt, 0 = unused).")
+
+
+@dataclass
+class K400Options(ResizeOptions):
+    annotations: str = option(..., "--annotations", path=True,
+                              help="Folder with the official CSVs (train.csv, validate.csv).")
+    videos: str = _folder("Folder of the videos, named <youtube_id>_<start>_<end>.mp4.")
+
+
+@dataclass
+class FolderOptions(ResizeOptions):
+    videos: str = _folder("Folder with one sub-folder of videos per class.")
+    val_fraction: float = option(0.2, "--val-fraction", range=PROBABILITY, help="Share of each class's videos in val.txt.")
+    seed: int = option(0, "--seed", range=AT_LEAST_0, help="Seed of the per-class split (same seed, same split).")
+
+
+PATHS = ("out", "splits", "videos", "annotations")  # the engine takes these as paths
+
+
+def _run(engine, cfg: PrepareOptions):
+    kwargs = {k: Path(v) if k in PATHS else v for k, v in asdict(cfg).items() if k != "as_json"}
     summary = engine(**kwargs)
-    if as_json:
+    if cfg.as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     _print(summary)
@@ -68,97 +134,38 @@ def _print(summary: dict):
 
 
 @app.command()
-def synthetic(
-    out: Path = OUT,
-    class_set: str = typer.Option("a", "--class-set", help="a or b: two disjoint sets of 12 motion classes."),
-    videos_per_class: int = typer.Option(125, "--videos-per-class", help="Videos per class (train + val)."),
-    frames: int = typer.Option(32, "--frames", help="Frames per video."),
-    size: int = typer.Option(112, "--size", help="Frame side in pixels (even)."),
-    fps: int = typer.Option(16, "--fps"),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same lists and same decoded frames."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each class's videos in val.txt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate when --output holds a synthetic dataset with other options."),
-    check: bool = CHECK,
-    pack: str = PACK,
-    workers: int = WORKERS,
-    decoder: str = DECODER,
-    as_json: bool = JSON,
-):
+@command_options(SyntheticOptions)
+def synthetic(cfg: SyntheticOptions):
     """Generate the synthetic motion dataset (temporal class pairs no single frame tells apart)."""
-    _run(prepare.prepare_synthetic, as_json, out=out, class_set=class_set, videos_per_class=videos_per_class,
-         frames=frames, size=size, fps=fps, seed=seed, val_fraction=val_fraction, overwrite=overwrite,
-         check=check, pack=pack, workers=workers, decoder=decoder)
+    _run(prepare.prepare_synthetic, cfg)
 
 
 @app.command()
-def ucf101(
-    splits: Path = typer.Option(..., "--splits", help="Folder with classInd.txt, trainlist0N.txt, testlist0N.txt."),
-    videos: Path = typer.Option(..., "--videos", help="Folder of the UCF101 videos (class folders or flat)."),
-    split: int = typer.Option(1, "--split", help="Official split 1, 2 or 3 (its test list becomes val.txt)."),
-    out: Path = OUT,
-    check: bool = CHECK,
-    resize: int = RESIZE,
-    pack: str = PACK,
-    workers: int = WORKERS,
-    decoder: str = DECODER,
-    as_json: bool = JSON,
-):
+@command_options(UCF101Options)
+def ucf101(cfg: UCF101Options):
     """UCF101 from the official split files."""
-    _run(prepare.prepare_ucf101, as_json, splits=splits, videos=videos, split=split, out=out, check=check,
-         resize=resize, pack=pack, workers=workers, decoder=decoder)
+    _run(prepare.prepare_ucf101, cfg)
 
 
 @app.command()
-def hmdb51(
-    splits: Path = typer.Option(..., "--splits", help="Folder with the <class>_test_splitN.txt files."),
-    videos: Path = typer.Option(..., "--videos", help="Folder of the HMDB51 videos (class folders or flat)."),
-    split: int = typer.Option(1, "--split", help="Official split 1, 2 or 3 (1 = train, 2 = test -> val.txt, 0 = unused)."),
-    out: Path = OUT,
-    check: bool = CHECK,
-    resize: int = RESIZE,
-    pack: str = PACK,
-    workers: int = WORKERS,
-    decoder: str = DECODER,
-    as_json: bool = JSON,
-):
+@command_options(HMDB51Options)
+def hmdb51(cfg: HMDB51Options):
     """HMDB51 from the official split files."""
-    _run(prepare.prepare_hmdb51, as_json, splits=splits, videos=videos, split=split, out=out, check=check,
-         resize=resize, pack=pack, workers=workers, decoder=decoder)
+    _run(prepare.prepare_hmdb51, cfg)
 
 
 @app.command()
-def k400(
-    annotations: Path = typer.Option(..., "--annotations", help="Folder with the official CSVs (train.csv, validate.csv)."),
-    videos: Path = typer.Option(..., "--videos", help="Folder of the videos, named <youtube_id>_<start>_<end>.mp4."),
-    out: Path = OUT,
-    check: bool = CHECK,
-    resize: int = RESIZE,
-    pack: str = PACK,
-    workers: int = WORKERS,
-    decoder: str = DECODER,
-    as_json: bool = JSON,
-):
+@command_options(K400Options)
+def k400(cfg: K400Options):
     """Kinetics-400 from the official CSVs; reports how many annotated videos are missing."""
-    _run(prepare.prepare_k400, as_json, annotations=annotations, videos=videos, out=out, check=check,
-         resize=resize, pack=pack, workers=workers, decoder=decoder)
+    _run(prepare.prepare_k400, cfg)
 
 
 @app.command()
-def folder(
-    videos: Path = typer.Option(..., "--videos", help="Folder with one sub-folder of videos per class."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each class's videos in val.txt."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the per-class split (same seed, same split)."),
-    out: Path = OUT,
-    check: bool = CHECK,
-    resize: int = RESIZE,
-    pack: str = PACK,
-    workers: int = WORKERS,
-    decoder: str = DECODER,
-    as_json: bool = JSON,
-):
+@command_options(FolderOptions)
+def folder(cfg: FolderOptions):
     """Any dataset stored as one folder per class (the folder name is the class, '_' read as space)."""
-    _run(prepare.prepare_folder, as_json, videos=videos, val_fraction=val_fraction, seed=seed, out=out,
-         check=check, resize=resize, pack=pack, workers=workers, decoder=decoder)
+    _run(prepare.prepare_folder, cfg)
 
 
 def register(root: typer.Typer) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass
 
 import typer
 
 from mbgf_cli import presets
-from mbgf_cli.commands.options import config_options
 from mbgf_cli.console import console, err_console
 from mbgf_cli.errors import UserError
+from mbgf_cli.settings import RUN, command_options, narrow, option
 from mbgf_cli.train_config import (
-    RUN,
     TrainConfig,
     check_ranges,
     check_resume_options,
@@ -24,15 +22,18 @@ from mbgf_cli.train_config import (
 RECIPES = (("X-CLIP's", presets.XCLIP_RECIPE), ("synthetic", presets.SYNTHETIC_RECIPE))
 
 
-@config_options(TrainConfig, recipes=RECIPES)
-def train(
-    context: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", rich_help_panel=RUN, show_default=False,
-                                          help="Replay a run's recorded configuration (RUN/config.json); options "
-                                               "given on the line override it."),
-    as_json: bool = typer.Option(False, "--json", rich_help_panel=RUN, help="Print the summary as JSON."),
-    **options,
-):
+@dataclass
+class TrainCommand(TrainConfig):
+    """``mbgf train``'s options: a run's configuration, and how to start it and report it."""
+
+    config: str | None = option(None, "--config", panel=RUN, path=True,
+                                help="Replay a run's recorded configuration (RUN/config.json); options given on the "
+                                     "line override it.")
+    as_json: bool = option(False, "--json", panel=RUN, help="Print the summary as JSON.")
+
+
+@command_options(TrainCommand, recipes=RECIPES)
+def train(context: typer.Context, cfg: TrainCommand):
     """Train a video model (also under torchrun --nproc-per-node N -m mbgf_cli train ...).
 
     Options the dataset preset sets show its value as their default (k400, ucf101, hmdb51: X-CLIP's
@@ -40,15 +41,17 @@ def train(
     """
     from mbgf_cli import training
 
-    cfg = TrainConfig(**options)
-    if config is not None:
+    command, cfg = cfg, narrow(cfg, TrainConfig)
+    if command.config is not None:
         # the options typed on the line (a default, even one equal to the recorded value, replays nothing)
-        given = [name for name in options if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"]
-        cfg, differences = replay_config(config, cfg, given)
+        given = [name for name in cfg.to_dict()
+                 if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        cfg, differences = replay_config(command.config, cfg, given)
         from mbgf_cli.run_folder import describe_differences
 
-        err_console.print(f"replaying {config}" + (f"; differs from the recorded: {describe_differences(differences)}"
-                                                   if differences else ", as recorded"), highlight=False)
+        err_console.print(f"replaying {command.config}" + (
+            f"; differs from the recorded: {describe_differences(differences)}" if differences else ", as recorded"),
+            highlight=False)
     check_ranges(cfg)  # every number given, before any work
     if explicit_resume(cfg):
         check_resume_options(cfg)
@@ -60,7 +63,7 @@ def train(
     except training.TrainingInterrupted as e:
         err_console.print(f"[yellow]{e}[/yellow]", highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
-    if as_json:
+    if command.as_json:
         import json
 
         console.print_json(json.dumps(summary))
