@@ -3,22 +3,29 @@ with its parameters (counted on a model built on the meta device: nothing downlo
 where its weights come from."""
 
 import json
+from dataclasses import dataclass
 
 import typer
 from rich.table import Table
 
 from mbgf_cli.console import console, progress
 from mbgf_cli.errors import UserError
+from mbgf_cli.settings import argument, command_options, option
 
 
-def models(
-    pattern: str = typer.Argument("*", help="Shell-style filter on the id (b16-xclip-mbgf) or the name "
-                                            "(X-CLIP-B/16+MBGF), case-insensitive: 'b16*', '*xclip*', '*+MBGF'."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of the table."),
-):
+@dataclass
+class ModelsConfig:
+    pattern: str = argument("*", help="Shell-style filter on the id (b16-xclip-mbgf) or the name "
+                                      "(X-CLIP-B/16+MBGF), case-insensitive: 'b16*', '*xclip*', '*+MBGF'.")
+    as_json: bool = option(False, "--json", help="Print a JSON list instead of the table.")
+
+
+@command_options(ModelsConfig)
+def models(cfg: ModelsConfig):
     """List the models: backbones (OpenAI's releases, tiny) with each variant, without and with MBGF."""
     import fusion  # torch and the models only when the command runs
 
+    pattern, as_json = cfg.pattern, cfg.as_json
     configs = fusion.list_models(pattern)
     if not configs:
         raise UserError(f"no model matches {pattern!r}; ids look like b16-xclip-mbgf "

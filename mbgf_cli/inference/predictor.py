@@ -131,15 +131,7 @@ def pretrained_model(pretrained: str, backbone: str | None = None, frames: int =
         clip_model = clip.loading.load(pretrained)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if backbone is None:
-        for key, candidate in fusion.BACKBONES.items():
-            expected, got = candidate.clip_config, clip_model.config
-            if (expected.vision_width, expected.vision_layers, expected.vision_patch_size, expected.embed_dim) == \
-                    (got.vision_width, got.vision_layers, got.vision_patch_size, got.embed_dim):
-                backbone = key
-                break
-        else:
-            raise UserError(f"{pretrained}: not one of the known backbones; give --model")
+    # backbone None: build_video_model tells a named backbone (or a custom size) from the CLIP itself
     try:
         return fusion.build_video_model(model=backbone, variant="clip", mbgf=False, frames=frames,
                                         input_size=input_size, clip_model=clip_model).eval()
