@@ -144,6 +144,40 @@ def k400(
 
 
 @app.command()
+def k600(
+    annotations: Path = typer.Option(..., "--annotations", help="Folder with the official CSVs (train.csv, validate.csv)."),
+    videos: Path = typer.Option(..., "--videos", help="Folder of the videos, named <youtube_id>_<start>_<end>.mp4."),
+    out: Path = OUT,
+    check: bool = CHECK,
+    resize: int = RESIZE,
+    pack: str = PACK,
+    workers: int = WORKERS,
+    decoder: str = DECODER,
+    as_json: bool = JSON,
+):
+    """Kinetics-600 from the official CSVs; reports how many annotated videos are missing."""
+    _run(prepare.prepare_k600, as_json, annotations=annotations, videos=videos, out=out, check=check,
+         resize=resize, pack=pack, workers=workers, decoder=decoder)
+
+
+@app.command()
+def ssv2(
+    annotations: Path = typer.Option(..., "--annotations", help="Folder with labels.json, train.json, validation.json."),
+    videos: Path = typer.Option(..., "--videos", help="Folder of the videos, named <id>.webm."),
+    out: Path = OUT,
+    check: bool = CHECK,
+    resize: int = RESIZE,
+    pack: str = PACK,
+    workers: int = WORKERS,
+    decoder: str = DECODER,
+    as_json: bool = JSON,
+):
+    """Something-Something v2 from its JSON files (validation.json becomes val.txt)."""
+    _run(prepare.prepare_ssv2, as_json, annotations=annotations, videos=videos, out=out, check=check,
+         resize=resize, pack=pack, workers=workers, decoder=decoder)
+
+
+@app.command()
 def folder(
     videos: Path = typer.Option(..., "--videos", help="Folder with one sub-folder of videos per class."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each class's videos in val.txt."),
