@@ -93,13 +93,14 @@ def walk_videos(folder: Path, skip=()):
         yield dirpath, dirs, files
 
 
-def annotation_lines(path: Path):
-    """(line number, stripped text) of the non-blank, non-comment lines of a text file."""
+def annotation_lines(path: Path, comments: bool = True):
+    """(line number, stripped text) of the non-blank lines of a text file, less ``#`` comments when
+    ``comments`` (HMDB51's split files have none, and video names that start with ``#``)."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     for number, raw in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         text = raw.strip()
-        if text and not text.startswith("#"):
+        if text and not (comments and text.startswith("#")):
             yield number, text
 
 
@@ -177,7 +178,7 @@ def read_hmdb51(splits: Path, videos: Path, split: int = 1, skip=()) -> Plan:
     plan = Plan(classes, videos, [], [])
     for split_file, folder in zip(files, folder_names, strict=True):
         label = ids[norm_name(folder)]
-        for number, text in annotation_lines(split_file):
+        for number, text in annotation_lines(split_file, comments=False):
             fields = text.split()
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                 raise UserError(f"{at(split_file, number)}: expected '<video>.avi <0|1|2>', got {text!r}")
