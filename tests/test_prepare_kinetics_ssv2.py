@@ -2,6 +2,7 @@
 Kinetics CSV refusals that name the file, the line or the missing column."""
 
 import json
+import shlex
 
 import av
 import numpy as np
@@ -15,6 +16,9 @@ from mbgf_cli.errors import UserError
 
 runner = CliRunner()
 HEADER = "label,youtube_id,time_start,time_end,split\n"
+# The README's lines (notes/protocols-readme.md), run as written.
+README_SSV2 = "mbgf prepare-data ssv2 --annotations labels --videos 20bn-something-something-v2 -o data/ssv2 --check"
+README_K600 = "mbgf prepare-data k600 --annotations kinetics600 --videos k600 -o data/k600"
 
 
 def invoke(*args):
@@ -79,13 +83,13 @@ def ssv2(tmp_path):
     return ann, videos
 
 
-def test_ssv2_end_to_end_with_check(tmp_path, ssv2):
-    ann, videos = ssv2
-    out = tmp_path / "ssv2"
-    result = invoke("ssv2", "--annotations", ann, "--videos", videos, "--output", out, "--check", "--workers", 1,
-                    "--json")
-    summary = json.loads(result.stdout)
-    assert (summary["train"], summary["val"], summary["missing"], summary["rejected"]) == (3, 1, {"train": 0, "val": 1}, 0)
+def test_ssv2_end_to_end_with_check(tmp_path, ssv2, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "data" / "ssv2"
+    printed = " ".join(invoke(*shlex.split(README_SSV2)[2:]).output.split())
+    assert "3 classes; lists in data/ssv2/train.txt and data/ssv2/val.txt" in printed
+    assert "1 missing videos listed in data/ssv2/missing.txt" in printed
+    assert (out / "rejected.txt").read_text() == ""  # --check decoded every listed webm
     assert read_labels(out / "labels.csv") == ["Approaching something with your camera",
                                                "Attaching something to something",
                                                "Bending something so that it deforms"]
@@ -106,7 +110,7 @@ def test_ssv2_template_not_in_labels_names_the_entry(tmp_path, ssv2):
     assert not (tmp_path / "o").exists()
 
 
-def test_k600_uses_the_shipped_ids(tmp_path):
+def test_k600_uses_the_shipped_ids(tmp_path, monkeypatch):
     ann, videos = tmp_path / "kinetics600", tmp_path / "k600"
     ann.mkdir()
     (ann / "train.csv").write_text(HEADER + "acting in play,aaaaaaaaaaa,5,15,train\nabseiling,bbbbbbbbbbb,0,10,train\n")
@@ -115,10 +119,10 @@ def test_k600_uses_the_shipped_ids(tmp_path):
     write_video(videos / "train" / "aaaaaaaaaaa_000005_000015.mp4")
     write_video(videos / "train" / "bbbbbbbbbbb_000000_000010.mp4")
     write_video(videos / "val" / "ccccccccccc_000030_000040.mp4")
-    out = tmp_path / "out"
-    summary = json.loads(invoke("k600", "--annotations", ann, "--videos", videos, "--output", out, "--workers", 1,
-                                "--json").stdout)
-    assert summary["classes"] == 600 and "class ids: the shipped Kinetics-600 list" in summary["notes"]
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "data" / "k600"
+    printed = " ".join(invoke(*shlex.split(README_K600)[2:]).output.split())
+    assert "600 classes" in printed and "note: class ids: the shipped Kinetics-600 list" in printed
     names = read_labels(out / "labels.csv")
     assert names[:2] == ["abseiling", "acting in play"] and names[-1] == "zumba"
     assert read_video_list(out / "train.txt", 600) == [("train/aaaaaaaaaaa_000005_000015.mp4", 1),

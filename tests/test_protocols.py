@@ -3,6 +3,7 @@ against a dataset's own paths, and the Kinetics-600 zero-shot and base-to-novel 
 the synthetic stand-in (a tiny model trained one epoch on class set a; set b plays the new classes)."""
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,16 @@ import pytest
 import labels
 from mbgf_cli import app as app_module
 from mbgf_cli import training
-from mbgf_cli.data import read_labels, read_video_list, synthetic
+from mbgf_cli.data import read_labels, read_video_list, synthetic, write_labels, write_video_list
 from mbgf_cli.errors import UserError
 from mbgf_cli.protocols import base2novel, classes, published
 
 DATA = Path(__file__).parent / "data"
 TINY = ["--frames", "4", "--input-size", "48", "--workers", "0", "--epochs", "1"]
+# The README's lines (notes/protocols-readme.md), run as written in a folder laid out as they say.
+README_K600 = "mbgf k600-zeroshot --root data/k600 -c runs/k400/best"
+README_K600_STAND_IN = "mbgf k600-zeroshot --dataset synthetic --root data/synthetic-b -c runs/synthetic-tiny-clip-mbgf/best"
+README_B2N_STAND_IN = "mbgf base2novel --dataset synthetic --root data/synthetic-b --shots 2 --epochs 1"
 
 
 def run_mbgf(*args) -> int:
@@ -121,20 +126,25 @@ def test_base2novel_training_lists_are_the_published_videos(tmp_path):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """data/synthetic-b (3 train and 1 val video per class) and the starting model where `mbgf train
+    --dataset synthetic` writes it (here a tiny model trained one epoch on a tiny set a)."""
     base = tmp_path_factory.mktemp("protocols")
     common = dict(frames=8, size=48, seed=0, show_progress=False, workers=1)
     synthetic.generate(base / "set_a", class_set="a", videos_per_class=3, val_fraction=0.34, **common)
-    synthetic.generate(base / "set_b", class_set="b", videos_per_class=4, val_fraction=0.25, **common)
+    synthetic.generate(base / "data" / "synthetic-b", class_set="b", videos_per_class=4, val_fraction=0.25, **common)
     training.train(training.TrainConfig(dataset="synthetic", root=str(base / "set_a"), model="tiny", frames=4,
                                         input_size=48, epochs=1, batch_size=8, total_batch=8, workers=0,
-                                        out=str(base / "pretrain"), plot=False))
+                                        out=str(base / "runs" / "synthetic-tiny-clip-mbgf"), plot=False))
     return base
 
 
-def test_k600_zeroshot_stand_in(setup, tmp_path, capsys):
-    out = tmp_path / "zs"
-    assert run_mbgf("k600-zeroshot", "--dataset", "synthetic", "--root", setup / "set_b", "-c",
-                    setup / "pretrain" / "best", "--output", out, "--json") == 0
+def test_k600_zeroshot_stand_in(setup, capsys, monkeypatch):
+    monkeypatch.chdir(setup)
+    assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:]) == 0
+    printed = capsys.readouterr().out
+    assert "zero-shot over 3 split(s)" in printed and "mean" in printed
+    out = setup / "runs" / "k600-zeroshot-synthetic"
+    assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert [s["split"] for s in report["splits"]] == [1, 2, 3]
     names = synthetic.class_names("b")
@@ -146,21 +156,21 @@ def test_k600_zeroshot_stand_in(setup, tmp_path, capsys):
     assert report["mean"]["top1"] == pytest.approx(sum(top1) / 3)
     assert report["std"]["top5"] is not None
 
-    assert run_mbgf("k600-zeroshot", "--dataset", "synthetic", "--root", setup / "set_b", "-c",
-                    setup / "pretrain" / "best", "--pretrained", "ViT-B/16") == 2
+    assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--pretrained", "ViT-B/16") == 2
     assert "--checkpoint DIR or --pretrained NAME (one of them)" in capsys.readouterr().err
 
 
-def test_base2novel_stand_in_runs_resumes_and_reports_the_harmonic_mean(setup, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "b2n"
-    args = ["base2novel", "--dataset", "synthetic", "--root", setup / "set_b", "--init", setup / "pretrain" / "best",
-            "--variants", "clip", "clip+mbgf", "--shots", 2, "--seeds", 1, 2, "--output", out, *TINY, "--json"]
+def test_base2novel_stand_in_runs_resumes_and_reports_the_harmonic_mean(setup, capsys, monkeypatch):
+    monkeypatch.chdir(setup)
+    out = setup / "runs" / "base2novel-synthetic"
+    args = [*shlex.split(README_B2N_STAND_IN)[1:], "--json"]
     capsys.readouterr()
     assert run_mbgf(*args) == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)
     assert report["classes"] == {"base": 6, "novel": 6}
-    assert [(r["variant"], r["seed"]) for r in report["runs"]] == [("clip", "1"), ("clip+mbgf", "1"),
-                                                                   ("clip", "2"), ("clip+mbgf", "2")]
+    assert report["start"].startswith("runs/synthetic-tiny-clip-mbgf/best")
+    assert [(r["variant"], r["seed"]) for r in report["runs"]] == [
+        (v, s) for s in ("1", "2", "3") for v in ("clip", "clip+mbgf")]
     names = synthetic.class_names("b")
     assert read_labels(out / "lists" / "base_val_labels.csv") == names[:6]
     assert read_labels(out / "lists" / "novel_val_labels.csv") == names[6:]
@@ -189,5 +199,27 @@ def test_base2novel_stand_in_runs_resumes_and_reports_the_harmonic_mean(setup, t
 
 
 def test_base2novel_on_a_dataset_without_published_halves_is_refused(setup, tmp_path, capsys):
-    assert run_mbgf("base2novel", "--root", setup / "set_b", "--output", tmp_path / "o", *TINY) == 2
+    assert run_mbgf("base2novel", "--root", setup / "set_a", "--output", tmp_path / "o", *TINY) == 2
     assert "base-to-novel needs one of k400, hmdb51, ucf101, ssv2, synthetic" in capsys.readouterr().err
+
+
+def test_k600_zeroshot_on_the_published_splits(setup, tmp_path, capsys, monkeypatch):
+    """A Kinetics-600 folder as `mbgf prepare-data k600` writes it, one val video per zero-shot class."""
+    from videos import write_video
+
+    k600 = read_labels(labels.label_file("k600"))
+    new = classes.k600_zeroshot_classes()
+    root = tmp_path / "data" / "k600"
+    val = [(f"val/{name.replace(' ', '_')}.mp4", k600.index(name)) for name in new]
+    for path, _ in val:
+        write_video(root / "videos" / path, num_frames=4, size=(32, 32))
+    write_video_list(root / "val.txt", val)
+    write_video_list(root / "train.txt", val[:1])
+    write_labels(root / "labels.csv", k600)
+    shutil.copytree(setup / "runs" / "synthetic-tiny-clip-mbgf", tmp_path / "runs" / "k400")
+    monkeypatch.chdir(tmp_path)
+    assert run_mbgf(*shlex.split(README_K600)[1:], "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["videos"] for s in report["splits"]] == [160, 160, 160]
+    for number, split in enumerate(classes.k600_published_splits(), start=1):
+        assert read_labels(tmp_path / "runs" / "k600-zeroshot-k600" / f"split{number}_labels.csv") == split

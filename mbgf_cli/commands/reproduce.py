@@ -24,8 +24,9 @@ def reproduce(
                                          help="Every run's epochs instead of the recipe's (a quick pass, not the "
                                               "published recipe)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
-    measure: bool = typer.Option(True, "--measure/--no-measure",
-                                 help="Time one training step of each model here for the plan."),
+    measure: Optional[bool] = typer.Option(None, "--measure/--no-measure", show_default=False,
+                                           help="Time one training step of each model here for the plan (default: "
+                                                "on a GPU, or for the tiny model)."),
     device: Optional[str] = typer.Option(None, "--device", show_default=False, help="cpu, cuda, cuda:1 ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (and the table) as JSON."),
 ):

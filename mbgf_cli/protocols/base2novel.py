@@ -134,7 +134,11 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
         out, dataset, class_names, read_video_list(val_list, len(class_names)))
     splits = training_lists(cfg, dataset, train_list, class_names, base_ids)
     template, per_variant, start_words, start_record = _template(cfg, variants)
-    # The runs train on the base half: no preset's class count applies (the recipe is filled in already).
+    # The runs train on the base half: no preset's class count applies, so the preset's recipe is
+    # filled in here rather than by the training engine.
+    if cfg.train.dataset in presets.PRESETS:
+        recipe = presets.get_preset(cfg.train.dataset).recipe
+        template = replace(template, **{k: v for k, v in recipe.items() if getattr(template, k) is None})
     template = replace(template, dataset=None, root=str(root.resolve()), labels=str(base_labels.resolve()), init=None,
                        pretrained=None, val_list=str(base_val.resolve()), eval_every=max(template.epochs, 1))
     settings = {k: v for k, v in template.to_dict().items() if k not in fewshot._NOT_RECORDED}

@@ -100,7 +100,7 @@ class Options:
     root: str | None = None  # the one dataset of a single-dataset table (fewshot-*, synthetic)
     epochs: int | None = None  # override every run's epochs (a quick pass; not the published recipe)
     seeds: tuple[int, ...] = (0,)
-    measure: bool = True
+    measure: bool | None = None  # None: where it is quick (a GPU, or the tiny model)
     device: str | None = None
 
 
@@ -251,7 +251,12 @@ def _cost(plan: Plan, options: Options) -> None:
         if key not in per_config:
             config = VideoModelConfig(model=key[0], variant=key[1], mbgf=key[2], frames=key[3], input_size=key[4])
             gflops = flops.video_model_cost(config).gflops
-            per_config[key] = (gflops, measure_step(config, options.device) if options.measure else None)
+            measure = options.measure
+            if measure is None:
+                import torch
+
+                measure = key[0] == "tiny" or torch.cuda.is_available()
+            per_config[key] = (gflops, measure_step(config, options.device) if measure else None)
         run.gflops, run.measured_s = per_config[key]
 
 
