@@ -72,20 +72,21 @@ def _print_plan(plan) -> None:
     from mbgf_cli.protocols.reproduce import ASSUMED_TFLOPS
 
     table = Table(title=f"mbgf reproduce {plan.table}: {len(plan.runs)} runs into {plan.out}", title_justify="left")
-    for column in ("run", "recipe", "clips", "GFLOPs/clip", "GPU-h", "step here (s)", "hours here", "state"):
+    for column in ("run", "recipe", "clips", "GFLOP", "GPU-h", "step s", "h here", "state"):
         table.add_column(column, justify="left" if column in ("run", "recipe", "state") else "right")
     for run in plan.runs:
         r = run.recipe
         recipe = f"{r['model']} {r['frames']}x{r['input_size'] or 224} {r['epochs']}ep lr{r['lr']:g} b{r['total_batch']}"
         measured = run.measured_hours
         table.add_row(run.name, recipe, f"{run.train_clips}+{run.eval_clips}", f"{run.gflops:.1f}",
-                      f"{run.gpu_hours:.3f}", "—" if run.measured_s is None else f"{run.measured_s:.3f}",
+                      f"{run.gpu_hours:.3f}", "—" if run.measured_s is None else f"{run.measured_s:.2f}",
                       "—" if measured is None else f"{measured:.2f}",
                       "done" if run.done is not None and run.done.is_file() else "to run")
-    console.print(table, width=max(console.width, 150))  # a plan is read whole, not wrapped
+    console.print(table)
     total = sum(r.gpu_hours for r in plan.runs)
-    console.print(f"total: {total:.2f} GPU-hours at {ASSUMED_TFLOPS:g} TFLOP/s sustained (training counts 3x the "
-                  "forward FLOPs); clips: training + evaluation", highlight=False, soft_wrap=True)
+    console.print(f"total: {total:.2f} GPU-hours at {ASSUMED_TFLOPS:g} TFLOP/s sustained (GFLOP: forward, per clip; "
+                  "training counts 3x); clips: training + evaluation; step s: one training step of one clip here, "
+                  "h here: every clip at that speed", highlight=False, soft_wrap=True)
     for note in plan.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for line in plan.missing:

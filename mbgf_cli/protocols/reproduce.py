@@ -14,6 +14,7 @@ and, where asked, one measured training step of the run's model on this machine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -150,7 +151,7 @@ def _fewshot_runs(options: Options, dataset: str, out: Path, variants, recipe: d
         for seed in options.seeds:
             for variant in variants:
                 run_recipe = {**recipe, "variant": variant, "epochs": epochs, "shots": k}
-                runs.append(Run(f"{variant} K={k} seed {seed}", argv, run_recipe,
+                runs.append(Run(f"{variant} K={k} s{seed}", argv, run_recipe,
                                 train_clips=epochs * k * classes, eval_clips=val,
                                 done=out / "runs" / fewshot.run_name(variant, k, seed) / "summary.json"))
     del train_per_class
@@ -239,9 +240,17 @@ def make_plan(options: Options) -> Plan:
     return plan
 
 
-def _cost(plan: Plan, options: Options) -> None:
+@functools.cache
+def _gflops(model: str, variant: str, mbgf: bool, frames: int, input_size: int | None) -> float:
     from fusion.config import VideoModelConfig
     from mbgf_cli import flops
+
+    config = VideoModelConfig(model=model, variant=variant, mbgf=mbgf, frames=frames, input_size=input_size)
+    return flops.video_model_cost(config).gflops
+
+
+def _cost(plan: Plan, options: Options) -> None:
+    from fusion.config import VideoModelConfig
 
     per_config: dict[tuple, tuple[float, float | None]] = {}
     for run in plan.runs:
@@ -250,7 +259,7 @@ def _cost(plan: Plan, options: Options) -> None:
         key = (r["model"], variant, tables.base_variant(r["variant"]) is not None, r["frames"], r["input_size"])
         if key not in per_config:
             config = VideoModelConfig(model=key[0], variant=key[1], mbgf=key[2], frames=key[3], input_size=key[4])
-            gflops = flops.video_model_cost(config).gflops
+            gflops = _gflops(*key)
             measure = options.measure
             if measure is None:
                 import torch
@@ -305,8 +314,10 @@ def execute(plan: Plan, on_command=None) -> None:
             result = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
             if result.returncode == 0:
                 run.done.write_text(result.stdout)
-        else:
-            result = subprocess.run(command, env=os.environ.copy())
+        else:  # its own tables are progress here: stdout is the reproduce table (or its JSON)
+            result = subprocess.run(command, stdout=2, env=os.environ.copy())
+        if result.returncode == 2:  # mbgf's refusals: the command said why, nothing to resume
+            raise UserError(f"`mbgf {' '.join(run.argv)}` refused to run (its message is above)")
         if result.returncode != 0:
             raise UserError(f"`mbgf {' '.join(run.argv)}` stopped with exit code {result.returncode}; run the "
                             "same reproduce command again to resume")
