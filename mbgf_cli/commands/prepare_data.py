@@ -1,6 +1,7 @@
 """``mbgf prepare-data``: write a dataset in the seed layout (lists, labels, videos) into ``--output``.
 
 Thin: parse the options, call ``mbgf_cli.data.prepare``, print the summary as tables (or JSON).
+Subcommands: synthetic, ucf101, hmdb51, k400, k600, ssv2, folder.
 """
 
 import json
