@@ -537,7 +537,11 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
     per_variant, start_words, start_record = starting_weights(cfg, variants)
 
     if cfg.split_files:
-        splits = read_split_files(cfg.split_files, len(class_names))
+        # ViFi-CLIP's published lists are rewritten in the dataset's paths first.
+        from mbgf_cli.protocols.published import dataset_split_files
+
+        splits = read_split_files(dataset_split_files(cfg.split_files, train_list, len(class_names), out),
+                                  len(class_names))
     else:
         if not cfg.shots or any(k < 1 for k in cfg.shots):
             raise UserError("--shots: give one or more K of at least 1")

@@ -196,7 +196,7 @@ def test_folder_split_is_per_class_and_deterministic(tmp_path, class_folders):
 
 
 def test_folder_split_depends_on_the_seed_and_not_on_other_classes(tmp_path):
-    from mbgf_cli.data.prepare import read_folder
+    from mbgf_cli.data.official import read_folder
 
     for i in range(20):  # listing needs no decoding: empty files will do
         (tmp_path / "v" / "a").mkdir(parents=True, exist_ok=True)
@@ -356,7 +356,7 @@ def test_preparing_a_folder_into_itself_twice_finds_the_same_classes(tmp_path, c
 
 def test_folder_split_is_made_after_check(tmp_path, class_folders):
     # Issue 15, item 11: the split came before --check dropped videos, so val.txt could come out empty.
-    from mbgf_cli.data.prepare import read_folder
+    from mbgf_cli.data.official import read_folder
 
     plan = read_folder(class_folders, 0.25, 0)
     bad = [rel for rel, _ in plan.val]
@@ -393,7 +393,7 @@ def test_an_empty_split_is_refused(tmp_path):
 
 
 def test_a_file_name_with_a_line_break_is_refused_before_anything_is_written(tmp_path, class_folders):
-    from mbgf_cli.data.prepare import read_folder
+    from mbgf_cli.data.official import read_folder
 
     # Put the odd name where the split sends it to val.txt, the list written second.
     for seed in range(20):
@@ -424,7 +424,7 @@ def test_resize_is_bit_reproducible(tmp_path):
     import numpy as np
 
     from mbgf_cli.data import synthetic
-    from mbgf_cli.data.prepare import resize_video
+    from mbgf_cli.data.video_jobs import resize_video
 
     options = synthetic.SyntheticOptions(size=112, frames=32)
     sources = []

@@ -1,6 +1,7 @@
 """``mbgf prepare-data``: write a dataset in the seed layout (lists, labels, videos) into ``--output``.
 
 Thin: parse the options, call ``mbgf_cli.data.prepare``, print the summary as tables (or JSON).
+Subcommands: synthetic, ucf101, hmdb51, k400, k600, ssv2, folder.
 """
 
 import json
@@ -86,6 +87,13 @@ class K400Options(ResizeOptions):
 
 
 @dataclass
+class SSV2Options(ResizeOptions):
+    annotations: str = option(..., "--annotations", path=True,
+                              help="Folder with labels.json, train.json, validation.json.")
+    videos: str = _folder("Folder of the videos, named <id>.webm.")
+
+
+@dataclass
 class FolderOptions(ResizeOptions):
     videos: str = _folder("Folder with one sub-folder of videos per class.")
     val_fraction: float = option(0.2, "--val-fraction", range=PROBABILITY, help="Share of each class's videos in val.txt.")
@@ -159,6 +167,20 @@ def hmdb51(cfg: HMDB51Options):
 def k400(cfg: K400Options):
     """Kinetics-400 from the official CSVs; reports how many annotated videos are missing."""
     _run(prepare.prepare_k400, cfg)
+
+
+@app.command()
+@command_options(K400Options)
+def k600(cfg: K400Options):
+    """Kinetics-600 from the official CSVs; reports how many annotated videos are missing."""
+    _run(prepare.prepare_k600, cfg)
+
+
+@app.command()
+@command_options(SSV2Options)
+def ssv2(cfg: SSV2Options):
+    """Something-Something v2 from its JSON files (validation.json becomes val.txt)."""
+    _run(prepare.prepare_ssv2, cfg)
 
 
 @app.command()

@@ -9,7 +9,9 @@
 One module per concern: ``annotations`` (lists, labels), ``sources`` (folder, tar, zip),
 ``readers`` (decord, PyAV), ``sampling`` (TSN), ``transforms`` (torch, uint8),
 ``dataset`` (Dataset, sampler, loader), ``synthetic`` (the generated motion dataset),
-``prepare`` (the engines of ``mbgf prepare-data``). Knows nothing about models.
+the engines of ``mbgf prepare-data``: ``official`` (UCF101, HMDB51, a folder per class), ``kinetics``
+(Kinetics-400/600 CSVs, Something-Something v2 JSON), ``video_jobs`` (--check, --resize) and
+``prepare`` (the output folder, the shared steps). Knows nothing about models.
 """
 
 from mbgf_cli.data.annotations import read_labels, read_video_list, write_labels, write_video_list

@@ -123,14 +123,7 @@ class TarSource(_ArchiveSource):
             )
         try:
             with tarfile.open(self.path, mode="r:") as tar:
-                for member in tar:
-                    if member.isfile():
-                        if member.offset_data + member.size > size:
-                            raise UserError(
-                                f"{self.path}: truncated: member {member.name!r} needs bytes up to "
-                                f"{member.offset_data + member.size}, the file ends at {size} (an interrupted copy?)"
-                            )
-                        self._add(member.name, member.offset_data, member.size)
+                self._index(tar, size)
                 end = tar.offset  # where the end-of-archive blocks start
         except tarfile.ReadError as e:
             if head[257:262] != b"ustar" and not self.members:
@@ -149,6 +142,18 @@ class TarSource(_ArchiveSource):
                 f"blocks at byte {end} of {size} (an interrupted copy?)"
             )
         self._strip_common_videos_prefix()
+
+
+    def _index(self, tar: tarfile.TarFile, size: int) -> None:
+        for member in tar:
+            if not member.isfile():
+                continue
+            if member.offset_data + member.size > size:
+                raise UserError(
+                    f"{self.path}: truncated: member {member.name!r} needs bytes up to "
+                    f"{member.offset_data + member.size}, the file ends at {size} (an interrupted copy?)"
+                )
+            self._add(member.name, member.offset_data, member.size)
 
 
 # The first bytes of the compressed formats tar is commonly squeezed with.

@@ -1,0 +1,83 @@
+"""``mbgf base2novel``: ViFi-CLIP's base-to-novel protocol as one command (runs as ``mbgf fewshot``'s,
+resumable); its output is the table of base, novel and harmonic-mean top-1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mbgf_cli.commands.fewshot import HELP as FEWSHOT_HELP
+from mbgf_cli.commands.fewshot import PER_RUN, RECIPES, _results_to_stderr
+from mbgf_cli.commands.options import PROTOCOL, config_options, list_options_command
+from mbgf_cli.console import console, err_console
+from mbgf_cli.train_config import TrainConfig
+
+HELP = {
+    **FEWSHOT_HELP,
+    "dataset": "k400, hmdb51, ucf101, ssv2 (the published base/novel halves and 16-shot lists) or synthetic (class "
+               "set b in halves, the stand-in). Without --root: synthetic.",
+    "out": "Folder for lists/, splits/, runs/, results.csv, base2novel.csv, table.md (default "
+           "runs/base2novel-<dataset>). Rerun to resume.",
+}
+
+
+@config_options(TrainConfig, exclude=PER_RUN, help=HELP, panels={"out": PROTOCOL}, recipes=RECIPES, own_first=True)
+def base2novel(
+    variants: Optional[list[str]] = typer.Option(
+        None, "--variants", rich_help_panel=PROTOCOL, show_default=False,
+        help="Rows of the table: clip, clip+mbgf, actionclip, actionclip+mbgf, xclip, xclip+mbgf "
+             "(default: clip clip+mbgf)."),
+    seeds: list[int] = typer.Option([1, 2, 3], "--seeds", rich_help_panel=PROTOCOL,
+                                    help="Seeds; 1, 2, 3 train on the published 16-shot lists (k400, hmdb51, ucf101, "
+                                         "ssv2), other seeds on sampled ones."),
+    shots: int = typer.Option(16, "--shots", "-k", rich_help_panel=PROTOCOL,
+                              help="Training videos per base class (16 in the protocol)."),
+    as_json: bool = typer.Option(False, "--json", rich_help_panel=PROTOCOL,
+                                 help="Print every run's numbers and the table as JSON."),
+    **options,
+):
+    """Base-to-novel: train on the base half of the classes (K shots each), score the base and the novel
+    half; a row per variant with base, novel and their harmonic mean (%), mean ± std over seeds."""
+    from mbgf_cli import tables, training
+    from mbgf_cli.protocols import base2novel as engine
+
+    out = options.pop("out")
+    train_cfg = TrainConfig(**options, plot=False)
+    if train_cfg.dataset is None and train_cfg.root is None:
+        train_cfg.dataset = "synthetic"
+    name = train_cfg.dataset or Path(train_cfg.root).name
+    cfg = engine.Base2NovelConfig(train=train_cfg, out=str(out or f"runs/base2novel-{name}"),
+                                  variants=tuple(variants or ("clip", "clip+mbgf")), seeds=tuple(seeds), shots=shots)
+
+    def announce(i: int, n: int, spec, state: str) -> None:
+        what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
+        err_console.rule(f"[{i + 1}/{n}] {spec.variant.name}, seed {spec.split.seed}: {what}", style="dim")
+
+    try:
+        with _results_to_stderr():
+            outcome = engine.run_base2novel(cfg, on_run=announce)
+    except training.TrainingInterrupted as e:
+        err_console.print(f"[yellow]interrupted; run the same command again to resume ({cfg.out})[/yellow]",
+                          highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    if as_json:
+        import json
+
+        console.print_json(json.dumps({
+            "output": str(outcome.out), "start": outcome.start,
+            "classes": {"base": outcome.classes[0], "novel": outcome.classes[1]},
+            "runs": [{"variant": r.variant, "seed": r.seed, "base": r.base, "novel": r.novel, "hm": round(r.hm, 4),
+                      "run_dir": r.run_dir} for r in outcome.runs],
+            "table": tables.table_json(outcome.table),
+        }))
+        return
+    console.print(tables.to_rich(outcome.table))
+    err_console.print(f"{outcome.classes[0]} base and {outcome.classes[1]} novel classes; started from "
+                      f"{outcome.start}; every run in {outcome.out / 'base2novel.csv'}, the table in "
+                      f"{outcome.out / 'table.md'}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("base2novel", cls=list_options_command("--variants", "--seeds"))(base2novel)
