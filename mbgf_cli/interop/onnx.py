@@ -128,14 +128,13 @@ def export_onnx(source, output, overwrite: bool = False, free_text: bool = False
     }
     video_graph = VideoGraph(model, None if free_text else _baked_text(model, names, recorded, templates))
     say(f"exporting {model.config.name}'s video encoder")
-    _export(video_graph, _example_inputs(model, free_text), video_path, {**description, "kind": "video"},
-            video_graph.input_names, video_graph.output_names, video_graph.dynamic_shapes)
+    export_graph(video_graph, _example_inputs(model, free_text), video_path,
+                 metadata_props({**description, "kind": "video"}))
     if text_path is not None:
         say("exporting the text encoder")
         tokens = torch.zeros(3, CONTEXT_LENGTH, dtype=torch.long)
         tokens[:, 0], tokens[:, 1] = 49406, 49407  # start and end of text
-        _export(TextGraph(model), (tokens,), text_path, {**description, "kind": "text"}, ["tokens"],
-                ["text_features", "text_embeddings"], ({0: torch.export.Dim("texts")},))
+        export_graph(TextGraph(model), (tokens,), text_path, metadata_props({**description, "kind": "text"}))
     return Exported(video_path, text_path, [] if free_text else names, model.config.name)
 
 
@@ -213,6 +212,10 @@ class TextGraph(nn.Module):
     """What ``model.text.onnx`` computes: CLIP's text encoder, tokens ``[N, 77]`` -> raw and unit
     features ``[N, E]``."""
 
+    input_names = ["tokens"]
+    output_names = ["text_features", "text_embeddings"]
+    dynamic_shapes = ({0: torch.export.Dim("texts")},)
+
     def __init__(self, model):
         super().__init__()
         self.model = model
@@ -222,21 +225,25 @@ class TextGraph(nn.Module):
         return features, F.normalize(features, dim=-1)
 
 
-def _export(graph: nn.Module, inputs: tuple, path: Path, description: dict, input_names, output_names,
-            dynamic_shapes) -> None:
-    """Export ``graph`` with the metadata, into a temporary file beside ``path``, then move it there."""
+def metadata_props(description: dict) -> dict:
+    """The file's metadata: ``mbgf`` (everything) and the keys a deployment reads on their own."""
     config = description["config"]
-    props = {"mbgf": description, "class_names": description["class_names"], "frames": config["frames"],
-             "input_size": config["input_size"], "input_mean": config["input_mean"],
-             "input_std": config["input_std"], "variant": config["variant"], "backbone": config["model"],
-             "mbgf_fusion": config["mbgf"], "prompts": description["prompts"], "templates": description["templates"],
-             "input": INPUT}
+    return {"mbgf": description, "class_names": description["class_names"], "frames": config["frames"],
+            "input_size": config["input_size"], "input_mean": config["input_mean"], "input_std": config["input_std"],
+            "variant": config["variant"], "backbone": config["model"], "mbgf_fusion": config["mbgf"],
+            "prompts": description["prompts"], "templates": description["templates"], "input": INPUT}
+
+
+def export_graph(graph: nn.Module, inputs: tuple, path: Path, metadata: dict) -> None:
+    """Export ``graph`` (its ``input_names``, ``output_names``, ``dynamic_shapes``) with ``metadata``
+    (values as JSON) into a temporary file beside ``path``, then move it there."""
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter():
-        program = torch.onnx.export(graph.eval(), inputs, dynamo=True, input_names=list(input_names),
-                                    output_names=list(output_names), dynamic_shapes=dynamic_shapes, verbose=False)
-    program.model.metadata_props.update({key: json.dumps(value) for key, value in props.items()})
+        program = torch.onnx.export(graph.eval(), inputs, dynamo=True, input_names=list(graph.input_names),
+                                    output_names=list(graph.output_names), dynamic_shapes=graph.dynamic_shapes,
+                                    verbose=False)
+    program.model.metadata_props.update({key: json.dumps(value) for key, value in metadata.items()})
     try:
         program.save(partial, external_data=False)
         os.replace(partial, path)
