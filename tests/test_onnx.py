@@ -15,6 +15,7 @@ import torch
 import fusion
 from fusion.prompts import class_text_tokens
 from mbgf_cli.checkpoint import save_checkpoint
+from mbgf_cli.inference import Predictor
 from mbgf_cli.interop.onnx import CONTEXT_LENGTH, text_file_for
 from tests.predict_support import CLASS_NAMES, colour_checkpoint
 from tests.test_train_support import run_cli
@@ -95,7 +96,7 @@ def test_the_exported_graph_gives_mbgfs_logits_in_onnxruntime(tmp_path, capsys, 
 def test_free_text_files_give_xclips_video_specific_prompts(tmp_path, capsys):
     model = tiny_checkpoint(tmp_path / "ckpt", "xclip", True)
     output = tmp_path / "deploy" / "xclip.onnx"
-    # README: mbgf export runs/synthetic-tiny-clip-mbgf/best --format onnx -o model.onnx --free-text
+    # README: mbgf export runs/synthetic-tiny-clip-mbgf/best --format onnx -o free-text.onnx --free-text
     code, stdout, stderr = run_cli(["export", tmp_path / "ckpt", "--format", "onnx", "-o", output, "--free-text"],
                                    capsys)
     assert code == 0, stderr
@@ -166,8 +167,11 @@ def test_predict_with_the_onnx_file_gives_the_checkpoints_predictions(colour_onn
     assert_same_predictions(predict_json(capsys, *subset, "-c", model), predict_json(capsys, *subset, "-c", checkpoint))
 
     # the table names the ONNX model; classes it was not exported with are refused in one line
-    code, stdout, stderr = run_cli(["predict", root / "videos" / "c1", "-c", model, "--workers", "0"], capsys)
+    # README: mbgf predict new_videos/val.txt --checkpoint model.onnx --top-k 2
+    code, stdout, stderr = run_cli(["predict", root / "val.txt", "--checkpoint", model, "--top-k", "2", "--workers",
+                                    "0"], capsys)
     assert code == 0 and "(ONNX, onnxruntime; epoch 1)" in " ".join(stdout.split()) and "something green" in stdout
+    assert "top-2 of 3 classes" in stdout and "top-1 against the list's labels: 100.0% (9 of 9)" in stderr
     code, _, stderr = run_cli(["predict", root / "videos" / "c1", "-c", model, "--classes", "a dog"], capsys)
     assert code == 2 and "export with --free-text for other classes" in " ".join(stderr.split())
     code, _, stderr = run_cli(["predict", root / "videos" / "c1", "-c", model, "--prompts", "one"], capsys)
@@ -176,9 +180,20 @@ def test_predict_with_the_onnx_file_gives_the_checkpoints_predictions(colour_onn
     assert code == 2 and "--frames 8:" in stderr
 
 
+def test_the_python_api_embeds_videos_through_the_onnx_file_as_through_torch(colour_onnx):
+    root, checkpoint, model, free = colour_onnx
+    videos = [root / "videos" / "c2", root / "videos" / "c0" / "v1.mp4"]
+    expected = Predictor.from_checkpoint(checkpoint, amp="off").embed(videos, workers=0)
+    for onnx_file in (model, free):
+        got = Predictor.from_checkpoint(onnx_file).embed(videos, workers=0)
+        assert got.videos == expected.videos and len(got.videos) == 4
+        assert (got.vectors - expected.vectors).abs().max() < 1e-5  # unit vectors
+    assert Predictor.from_checkpoint(free).encode_texts(["a dog"]).shape == (1, 128)
+
+
 def test_free_text_onnx_predicts_any_classes_as_the_checkpoint_does(colour_onnx, capsys):
     root, checkpoint, _, free = colour_onnx
-    # README: mbgf predict my_videos/ --checkpoint model.onnx --classes "juggling balls, riding a bike"
+    # README: mbgf predict new_videos/val.txt --checkpoint free-text.onnx --classes "..." (and --prompts one)
     for extra in ([], ["--prompts", "one"]):
         args = [root / "val.txt", "--classes", "something red, a blue sky, green grass", "--workers", "0", *extra]
         assert_same_predictions(predict_json(capsys, *args, "--checkpoint", free),
