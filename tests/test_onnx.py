@@ -16,7 +16,7 @@ import fusion
 from fusion.prompts import class_text_tokens
 from mbgf_cli.checkpoint import save_checkpoint
 from mbgf_cli.inference import Predictor
-from mbgf_cli.interop.onnx import CONTEXT_LENGTH, text_file_for
+from mbgf_cli.interop.onnx import CONTEXT_LENGTH, check_onnx_output, text_file_for
 from tests.predict_support import CLASS_NAMES, colour_checkpoint
 from tests.test_train_support import run_cli
 
@@ -209,10 +209,14 @@ def test_existing_files_are_refused_before_any_work_unless_mbgf_wrote_them(colou
         code, _, stderr = run_cli(["export", missing, "--format", "onnx", "-o", mine, *extra], capsys)
         assert code == 2 and "is not an ONNX file mbgf exported" in stderr
         assert mine.read_text() == "my notes"
-    code, _, stderr = run_cli(["export", missing, "--format", "onnx", "-o", tmp_path], capsys)
+    (tmp_path / "folder.onnx").mkdir()
+    code, _, stderr = run_cli(["export", missing, "--format", "onnx", "-o", tmp_path / "folder.onnx"], capsys)
     assert code == 2 and "is a folder" in stderr
+    code, _, stderr = run_cli(["export", missing, "--format", "onnx", "-o", tmp_path / "model.bin"], capsys)
+    assert code == 2 and "ending in .onnx" in stderr
     code, _, stderr = run_cli(["export", missing, "--format", "onnx", "-o", model], capsys)
     assert code == 2 and "give --overwrite to replace it" in stderr
+    assert check_onnx_output(model, overwrite=True) == model  # mbgf's own file: --overwrite replaces it
     # the free-text pair: the text file beside it is checked too
     text = tmp_path / "model.text.onnx"
     text.write_text("mine too")

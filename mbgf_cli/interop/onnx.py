@@ -109,6 +109,9 @@ def export_onnx(source, output, overwrite: bool = False, free_text: bool = False
     from mbgf_cli.interop import load_any_checkpoint
 
     _require_exporter()
+    if not str(output).lower().endswith(".onnx"):
+        raise UserError(f"--output {output}: give a name ending in .onnx (mbgf predict --checkpoint tells ONNX files "
+                        "by it)")
     video_path = check_onnx_output(output, overwrite)
     text_path = check_onnx_output(text_file_for(video_path), overwrite) if free_text else None
     say = status or (lambda text: None)
