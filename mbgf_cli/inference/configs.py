@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from mbgf_cli.settings import (
     AT_LEAST_1,
-    CLASSES,
     DATA,
     MODEL,
     OUTPUT,
     RUN,
+    ClassOptions,
     LoadingOptions,
     ModelSourceOptions,
     RuntimeOptions,
@@ -24,12 +24,8 @@ VIDEO_PATHS_HELP = "Video files, folders (searched recursively) or list files (.
 
 
 @dataclass
-class PredictConfig(ModelSourceOptions, LoadingOptions, RuntimeOptions):
+class PredictConfig(ClassOptions, ModelSourceOptions, LoadingOptions, RuntimeOptions):
     inputs: list[str] = argument(..., metavar="PATH...", path=True, help=VIDEO_PATHS_HELP)
-    classes: str | None = option(None, "--classes", panel=CLASSES,
-                                 help='Free-text classes, comma-separated: "juggling balls, riding a bike".')
-    labels: str | None = option(None, "--labels", panel=CLASSES, path=True,
-                                help="Classes from a file: id,name CSV (labels.csv) or one name a line.")
     top_k: int = option(5, "--top-k", "-k", panel=OUTPUT, range=AT_LEAST_1, help="Classes shown per video.")
     explain: bool = option(False, "--explain", panel=OUTPUT,
                            help="MBGF's gate weights (appearance, temporal, motion) per video.")
