@@ -17,3 +17,4 @@ def register_all(app: typer.Typer) -> None:
     from mbgf_cli.commands import predict; predict.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import embed; embed.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import search; search.register(app)  # noqa: E702, I001 - one line per command
+    from mbgf_cli.commands import demo; demo.register(app)  # noqa: E702, I001 - one line per command
