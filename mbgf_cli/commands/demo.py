@@ -41,7 +41,8 @@ def demo(
     try:
         from mbgf_cli.demo import server
     except ImportError as e:
-        raise UserError(f"mbgf demo needs the demo extra ({e.name} is not installed): pip install 'mbgf[demo]'") \
+        missing = (e.name or "a package").split(".")[0]
+        raise UserError(f"mbgf demo needs the demo extra ({missing} is not installed): pip install 'mbgf[demo]'") \
             from None
 
     choice = server.ModelChoice(path_text(checkpoint), pretrained, model, frames, input_size, prompts, device, amp)

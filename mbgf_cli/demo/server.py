@@ -236,6 +236,8 @@ def serve(app: Starlette, sock: socket.socket) -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops, then passes Ctrl+C on: the way to stop the demo, not an error
+        err_console.print("mbgf demo: stopped", highlight=False)
     finally:
         sock.close()
         app.state.uploads.remove()
