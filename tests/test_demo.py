@@ -11,8 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from contextlib import contextmanager
 from fnmatch import fnmatch
 from pathlib import Path
@@ -30,19 +28,16 @@ from mbgf_cli.demo.server import (
     create_app,
     is_loopback,
     run_demo,
-    url_of,
 )
 from mbgf_cli.demo.uploads import VIDEO_EXTENSIONS, container_of
 from mbgf_cli.errors import UserError
 from mbgf_cli.inference import Predictor
+from tests.demo_support import CHROMIUM, browser_page, live_server
 from tests.predict_support import colour_checkpoint, colour_frames
 from tests.test_train_support import run_cli
 from tests.videos import write_empty, write_image_as_video, write_text_as_video, write_truncated, write_video
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 TWO_CLASSES = "something red, something blue"
 
 
@@ -317,41 +312,6 @@ def test_the_readme_command_serves_the_page_and_removes_its_folder(colour, tmp_p
 # --------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def live_server(app):
-    """The app served by uvicorn on a free loopback port, in a thread: yields the page's URL."""
-    import uvicorn
-
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(1000):
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        assert server.started
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
-
-
-@contextmanager
-def browser_page(profile: Path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(str(profile), executable_path=str(CHROMIUM),
-                                                                headless=True, args=CHROMIUM_FLAGS)
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-
-
 def result_rows(page, table: str) -> list[tuple[str, float]]:
     cells = page.eval_on_selector_all(f"{table} tbody tr", "rows => rows.map(r => [r.cells[0].textContent, "
                                                             "r.cells[1].textContent])")
@@ -425,3 +385,27 @@ def test_the_page_in_headless_chromium(colour, predictor, long_video, tmp_path):
         assert all(u.startswith(url) or u.startswith("blob:") for u in requested), requested
         assert list(app.state.uploads.path.iterdir()) == []
     assert not app.state.uploads.path.exists()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+def test_the_readme_screenshot_command(colour, tmp_path):
+    """README: the command that took docs/demo.png, as written (a colour video under the README's path)."""
+    from PIL import Image
+
+    root, checkpoint = colour
+    (tmp_path / "runs" / "synthetic-tiny-clip-mbgf").mkdir(parents=True)
+    (tmp_path / "runs" / "synthetic-tiny-clip-mbgf" / "best").symlink_to(checkpoint)
+    video = tmp_path / "new_videos" / "videos" / "moving_something_from_left_to_right" / "0000.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes((root / "videos" / "c0" / "v0.mp4").read_bytes())
+    command = ("python -m tests.demo_screenshot --checkpoint runs/synthetic-tiny-clip-mbgf/best "
+               "--video new_videos/videos/moving_something_from_left_to_right/0000.mp4 -o docs/demo.png").split()
+    done = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    picture = tmp_path / "docs" / "demo.png"
+    assert done.stdout.startswith("docs/demo.png: ") and picture.stat().st_size < 150 * 1024
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and image.width == 720 and image.height > 400
+    assert sorted(p.name for p in picture.parent.iterdir()) == ["demo.png"]  # nothing else left behind
+    assert (REPO / "docs" / "demo.png").stat().st_size < 150 * 1024  # the committed one stays small too

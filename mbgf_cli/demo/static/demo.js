@@ -8,7 +8,11 @@ const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed"];
 const state = { info: null, file: null, preview: null };
 
 function megabytes(bytes) {
-  return (bytes / 1048576).toPrecision(3).replace(/\.?0+$/, "") + " MB";
+  return (bytes / 1048576).toPrecision(3).replace(/\.0+$|(\.\d*?)0+$/, "$1") + " MB";
+}
+
+function size(bytes) {
+  return bytes < 1048576 ? `${Math.max(1, Math.round(bytes / 1024))} KB` : megabytes(bytes);
 }
 
 function showMessage(text, isError) {
@@ -61,7 +65,7 @@ function chooseFile(file) {
     state.file = file;
     showMessage("", false);
   }
-  $("drop-text").textContent = `${file.name} (${megabytes(file.size)})`;
+  $("drop-text").textContent = `${file.name} (${size(file.size)})`;
   const preview = $("preview");
   if (state.preview) URL.revokeObjectURL(state.preview);
   state.preview = state.file ? URL.createObjectURL(file) : null;
