@@ -59,9 +59,9 @@ def long_video(tmp_path_factory):
 
 
 class WithTimeline:
-    """The predictor with the ``timeline`` method the timeline work adds (``to_json()``: ``{"video",
-    "windows": [{"start", "end", "top": [{"id", "label", "probability"}]}]}``), computed here by real
-    predict calls, one per window cut into a video file of its own."""
+    """A stand-in where ``Predictor`` has no ``timeline`` method yet: the method as the timeline work
+    specifies it (``to_json()``: ``{"video", "windows": [{"start", "end", "top": [{"id", "label",
+    "probability"}]}]}``), computed by real predict calls, one per window cut into a video of its own."""
 
     def __init__(self, predictor, folder: Path):
         self._predictor = predictor
@@ -83,6 +83,18 @@ class WithTimeline:
                                                  for s, row in zip(starts, rows, strict=True)]}
         self.made.append(made)
         return SimpleNamespace(to_json=lambda: json.loads(json.dumps(made)))
+
+
+@pytest.fixture
+def timeline_predictor(predictor, tmp_path):
+    """The predictor with its own ``timeline`` where it has one, else with the stand-in's."""
+    return predictor if hasattr(predictor, "timeline") else WithTimeline(predictor, tmp_path)
+
+
+def timeline_of(predictor, video: Path, classes: str, top_k: int) -> dict:
+    """The timeline the demo should show for ``video`` (its defaults: 2 s windows every second)."""
+    made = predictor.timeline(str(video), classes=classes, window=2.0, stride=1.0, top_k=top_k).to_json()
+    return {**made, "video": video.name}
 
 
 @contextmanager
@@ -174,16 +186,15 @@ def test_a_file_over_the_bound_gets_413_declared_or_streamed(colour, predictor):
         assert post(client, video).status_code == 200  # the bound itself is allowed
 
 
-def test_a_long_video_gets_the_timeline_and_a_short_one_does_not(colour, predictor, long_video, tmp_path):
+def test_a_long_video_gets_the_timeline_and_a_short_one_does_not(colour, timeline_predictor, long_video):
     root, _ = colour
-    with_timeline = WithTimeline(predictor, tmp_path)
-    with demo_client(with_timeline, top_k=3) as (client, _):
+    with demo_client(timeline_predictor, top_k=3) as (client, _):
         long = post(client, long_video, classes=TWO_CLASSES).json()
         short = post(client, root / "videos" / "c0" / "v0.mp4").json()
-    assert "timeline" not in short and len(with_timeline.made) == 1
-    made = with_timeline.made[0]
-    assert long["timeline"] == {**made, "video": "colours.mp4"} and len(made["windows"]) == 8
-    leaders = [w["top"][0]["label"] for w in made["windows"]]
+    assert "timeline" not in short and "top" in short
+    expected = timeline_of(timeline_predictor, long_video, TWO_CLASSES, 3)
+    assert long["timeline"] == expected and len(expected["windows"]) == 8
+    leaders = [w["top"][0]["label"] for w in expected["windows"]]
     assert leaders[0] == "something red" and leaders[-1] == "something blue"
 
 
@@ -338,7 +349,7 @@ def check_chart(page, made: dict) -> None:
     drawn = sorted((label, t, p) for label, t, p, _, _ in points)
     assert [label for label, *_ in drawn] == [label for label, *_ in expected]
     assert np.allclose([row[1:] for row in drawn], [row[1:] for row in expected], atol=1e-9)
-    assert {label for label, *_ in points} == leaders == {"something red", "something blue"}
+    assert {label for label, *_ in points} == leaders and {"something red", "something blue"} <= leaders
     t, p, x, y = (np.array([row[i] for row in points]) for i in range(1, 5))
     for value, position in ((t, x), (p, y)):
         slope, offset = np.polyfit(value, position, 1)
@@ -347,11 +358,10 @@ def check_chart(page, made: dict) -> None:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-def test_the_page_in_headless_chromium(colour, predictor, long_video, tmp_path):
+def test_the_page_in_headless_chromium(colour, timeline_predictor, long_video, tmp_path):
     root, _ = colour
     video = root / "videos" / "c2" / "v0.mp4"
-    with_timeline = WithTimeline(predictor, tmp_path)
-    app = create_app(with_timeline, DemoSettings(top_k=3))
+    app = create_app(timeline_predictor, DemoSettings(top_k=3))
     with live_server(app) as url, browser_page(tmp_path / "profile") as page:
         requested = []
         page.on("request", lambda request: requested.append(request.url))
@@ -363,7 +373,7 @@ def test_the_page_in_headless_chromium(colour, predictor, long_video, tmp_path):
         page.fill("#classes", TWO_CLASSES)
         page.click("#run")
         page.wait_for_selector("#results tbody tr.result")
-        expected = with_timeline.predict([video], TWO_CLASSES, workers=0, explain=True).to_json(3)["videos"][0]
+        expected = timeline_predictor.predict([video], TWO_CLASSES, workers=0, explain=True).to_json(3)["videos"][0]
         assert result_rows(page, "#results") == [(r["label"], pytest.approx(r["probability"], abs=5e-4))
                                                  for r in expected["top"]]
         assert result_rows(page, "#gates") == [(b, pytest.approx(g, abs=5e-4)) for b, g in expected["gates"].items()]
@@ -371,10 +381,11 @@ def test_the_page_in_headless_chromium(colour, predictor, long_video, tmp_path):
 
         # Drop a long video: the chart over time.
         drop_file(page, long_video)
+        page.fill("#classes", "")  # the checkpoint's three classes
         page.click("#run")
         page.wait_for_selector("#timeline-box:not([hidden])")
         assert page.text_content("#video-name") == "colours.mp4"
-        check_chart(page, with_timeline.made[-1])
+        check_chart(page, timeline_of(timeline_predictor, long_video, None, 3))
 
         # A file that is no video: the server's message on the page, the old result gone.
         page.set_input_files("#file", str(write_text_as_video(tmp_path / "page.mp4")))
