@@ -246,6 +246,38 @@ def test_binding_beyond_the_loopback_needs_host_given(colour, monkeypatch, capsy
         app.state.uploads.remove()
 
 
+def test_zero_shot_clip_needs_typed_classes_and_has_no_gate(tmp_path, monkeypatch, capsys):
+    import torch
+    from starlette.testclient import TestClient
+
+    from clip.model import CLIP, CONFIGS
+    from mbgf_cli.demo import server
+
+    torch.manual_seed(0)
+    weights = tmp_path / "ViT-tiny.pt"
+    config = CONFIGS["tiny"].__class__(**{**CONFIGS["tiny"].__dict__, "image_resolution": 32})
+    torch.save(CLIP(config).state_dict(), weights)  # an OpenAI-format state dict
+    video = write_video(tmp_path / "v.mp4", frames=colour_frames(1, seed=3))
+    seen = {}
+
+    def serve(app, sock):  # the app `mbgf demo` built, asked through a test client instead of uvicorn
+        sock.close()
+        with TestClient(app) as client:
+            seen["info"] = client.get("/api/info").json()
+            seen["own"], seen["typed"] = post(client, video), post(client, video, classes="a cat, a dog, a bird")
+
+    monkeypatch.setattr(server, "serve", serve)
+    args = ["--pretrained", weights, "--model", "tiny", "--frames", "2", "--input-size", "32", "--amp", "off"]
+    code, _, stderr = run_cli(["demo", *args, "--port", "0"], capsys)
+    assert code == 0, stderr
+    assert seen["info"]["class_names"] == [] and seen["info"]["gates"] is False
+    assert seen["own"].status_code == 400 and "carries no class names" in seen["own"].json()["error"]
+    expected = Predictor.from_pretrained(weights, model="tiny", frames=2, input_size=32, amp="off").predict(
+        [video], "a cat, a dog, a bird", workers=0).to_json(5)["videos"][0]
+    assert seen["typed"].status_code == 200 and seen["typed"].json() == {**expected, "video": "v.mp4"}
+    assert "gates" not in seen["typed"].json()
+
+
 def test_option_errors_are_one_line_before_any_work(colour, capsys):
     _, checkpoint = colour
     taken = bind_socket("127.0.0.1", 0)
