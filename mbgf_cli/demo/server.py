@@ -24,7 +24,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -151,6 +151,8 @@ def create_app(predictor, settings: DemoSettings | None = None) -> Starlette:
         try:
             path = await uploads.receive(name, request.headers.get("content-length"), request.stream())
             return JSONResponse(await run_in_threadpool(model.classify, path, name, classes))
+        except ClientDisconnect:  # the page was closed mid-upload: nobody to answer, nothing to report
+            return error(f"{name}: the upload was interrupted", 400)
         except UploadError as e:
             return error(str(e), e.status)
         except UserError as e:  # the classes typed, a model without classes of its own
