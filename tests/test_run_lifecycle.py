@@ -20,7 +20,9 @@ PREEMPTED = 75  # the documented exit code of a run stopped by SIGTERM/SIGUSR1 (
 
 
 def _args(root, out, *extra):
-    return ["train", "--dataset", "synthetic", "--root", str(root), *TINY_RUN, "--output", str(out), *map(str, extra)]
+    # one prompt template drawn per video: model randomness that a resume must continue exactly
+    return ["train", "--dataset", "synthetic", "--root", str(root), *TINY_RUN, "--prompts", "all",
+            "--output", str(out), *map(str, extra)]
 
 
 def _weights(checkpoint_dir):
@@ -82,7 +84,7 @@ def test_a_folder_without_last_is_still_that_run_and_is_neither_overwritten_nor_
     assert (run / "metrics.jsonl").read_text() == metrics
     # --overwrite starts again, deleting only the run's own files
     (run / "notes.txt").write_text("mine")
-    code, _, stderr = run_cli(_args(toy_dataset, run, "--overwrite", "--log", "tensorboard"), capsys)
+    code, _, stderr = run_cli(_args(toy_dataset, run, "--overwrite", "--report-to", "tensorboard"), capsys)
     assert code == 0, stderr
     assert (run / "notes.txt").read_text() == "mine"
     _same_run(run, reference)
@@ -256,7 +258,7 @@ def test_config_replays_a_recorded_run_with_the_options_given_on_the_line(toy_da
     recorded = json.loads((reference / "config.json").read_text())
     replayed = json.loads((replay / "config.json").read_text())
     different = {k for k in recorded if recorded[k] != replayed[k]}
-    assert different <= {"seed", "out", "resume", "stop_at_step", "log"} and replayed["seed"] == 3
+    assert different <= {"seed", "out", "resume", "stop_at_step", "report_to"} and replayed["seed"] == 3
     code, _, stderr = run_cli(["train", "--config", tmp_path / "absent.json"], capsys)
     assert code == 2 and "absent.json" in stderr
 
