@@ -292,13 +292,18 @@ def test_a_worker_killed_mid_epoch_under_torchrun_max_restarts_ends_with_the_uni
 
 
 def test_the_default_output_folder_is_the_one_holding_this_run_else_the_next_free_one(tmp_path, monkeypatch):
+    from mbgf_cli import run_folder
     from mbgf_cli.train_config import TrainConfig, default_out_dir, resolve_config
 
     monkeypatch.chdir(tmp_path)
-    cfg = TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3)
+    cfg = resolve_config(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3))
     base = "runs/synthetic-tiny-clip-mbgf"
     assert default_out_dir(cfg) == base  # nothing there yet
-    (tmp_path / base).mkdir(parents=True)
-    (tmp_path / base / "config.json").write_text(json.dumps(resolve_config(cfg).to_dict()))
+    run_folder.claim(tmp_path / base)
+    (tmp_path / base / "config.json").write_text(json.dumps(cfg.to_dict()))
     assert default_out_dir(cfg) == base  # `mbgf train --dataset synthetic` again continues its run
-    assert default_out_dir(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=4)) == base + "-2"
+    other = resolve_config(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=4))
+    assert default_out_dir(other) == base + "-2"
+    (tmp_path / (base + "-2")).mkdir()
+    (tmp_path / (base + "-2") / "config.json").write_text(json.dumps(other.to_dict()))  # not mbgf's: passed over
+    assert default_out_dir(other) == base + "-3"
