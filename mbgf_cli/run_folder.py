@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import re
 import shutil
@@ -28,7 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mbgf_cli import train_config
 from mbgf_cli.errors import UserError
+from mbgf_cli.train_config import config_differences
 
 LOCK_FILE = ".mbgf-run.lock"
 KIND = "train"  # the output marker's kind of a run folder
@@ -144,7 +145,6 @@ def legacy_run(folder) -> bool:
     """A run folder an earlier version wrote (before the output marker): no marker, a ``config.json`` that
     parses as a run's configuration, and an mbgf checkpoint in ``last/`` or ``best/``."""
     from mbgf_cli import checkpoint, outputs
-    from mbgf_cli.train_config import TrainConfig, recorded_settings
 
     folder = Path(folder)
     if outputs.read_marker(folder) is not None:
@@ -153,8 +153,8 @@ def legacy_run(folder) -> bool:
         recorded = read_recorded_config(folder)
     except UserError:
         return False
-    known = {f for f in TrainConfig.__dataclass_fields__}
-    if recorded is None or not {"model", "variant", "epochs", "lr", "seed"} <= set(recorded_settings(recorded)) <= known:
+    known = {f for f in train_config.TrainConfig.__dataclass_fields__}
+    if recorded is None or not {"model", "variant", "epochs", "lr", "seed"} <= set(train_config.recorded_settings(recorded)) <= known:
         return False
     for name in ("last", "best"):
         try:
@@ -314,32 +314,6 @@ def read_recorded_config(folder) -> dict | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:
-    """``(name, recorded value, current value)`` for each setting that differs, in ``current``'s order.
-
-    Numbers compare by value (a JSON round trip turns 1e-3 into 0.001 and 2 into 2.0 alike); a key
-    only one side has counts as a difference unless its value there is None (an option added later).
-    """
-    differences = []
-    for key in [*current, *(k for k in recorded if k not in current)]:
-        if key in ignore:
-            continue
-        there, here = recorded.get(key), current.get(key)
-        if not _same(there, here):
-            differences.append((key, there, here))
-    return differences
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or a == b and type(a) is type(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 def option_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -414,7 +388,6 @@ def choose_start(cfg, out: Path) -> str | None:
     run's own files. A run that computed nothing yet (only its config.json) is replaced."""
     from mbgf_cli import checkpoint
     from mbgf_cli.console import err_console
-    from mbgf_cli.train_config import NOT_COMPARED, flag, recorded_settings
 
     if cfg.overwrite or (computed_nothing(out) and traces(out)):
         removed = overwrite(out)
@@ -429,14 +402,15 @@ def choose_start(cfg, out: Path) -> str | None:
     if recorded is None and newest is not None:
         recorded = checkpoint.load_train_state(newest)["config"]
     if recorded is not None:
-        differences = config_differences(recorded_settings(recorded), cfg.to_dict(), ignore=NOT_COMPARED)
+        differences = config_differences(train_config.recorded_settings(recorded), cfg.to_dict(),
+                                         ignore=train_config.NOT_COMPARED)
         if differences:
             raise refuse_other_configuration(out, differences)
     if newest is not None:
         return str(newest)
     shown = ", ".join(name + ("/" if (out / name).is_dir() else "") for name in found)
     raise UserError(f"{out} holds a run already ({shown}) but no last/ or step/ checkpoint to continue it from; "
-                    f"start it again with --overwrite, or choose another {flag('out')}")
+                    f"start it again with --overwrite, or choose another {train_config.flag('out')}")
 
 
 @contextlib.contextmanager
@@ -457,3 +431,21 @@ def disk_full_advice(out: Path):
                   if resumable else "no resumable checkpoint was written yet: free some space, then run the same "
                   "command again with --overwrite")
         raise UserError(f"{what}; {advice}") from None
+
+
+def default_out_dir(cfg) -> str:
+    """``runs/<dataset>-<model>-<variant>[-mbgf]``: the first of it and its numbered siblings (-2, -3, ...)
+    that is empty, or that holds a run of this very configuration (which then continues)."""
+    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{cfg.model}-{cfg.variant}{'-mbgf' if cfg.mbgf else ''}"
+    wanted = cfg.to_dict()
+    candidate, number = base, 1
+    while Path(candidate).exists() and any(Path(candidate).iterdir()):
+        try:
+            recorded = read_recorded_config(candidate) if is_run(candidate) else None
+        except UserError:
+            recorded = None
+        if recorded is not None and not config_differences(recorded, wanted, ignore=train_config.NOT_COMPARED):
+            break
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate

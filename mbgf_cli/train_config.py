@@ -270,8 +270,6 @@ def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
     of those given on the command line) taken from ``cfg``. Returns it and the ``(name, recorded, given)``
     differences. Where it runs (--output, --resume) and test hooks are not replayed. An unknown key or a
     value of the wrong type is refused, naming the key."""
-    from mbgf_cli import run_folder
-
     path = Path(path)
     try:
         recorded = json.loads(path.read_text())
@@ -285,7 +283,7 @@ def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
     check_recorded_types(recorded, f"--config {path}")
     recorded = {k: v for k, v in recorded.items() if k not in ("out", "resume", "overwrite", *TEST_HOOKS)}
     values = {**cfg.to_dict(), **recorded, **{k: getattr(cfg, k) for k in given}}
-    differences = run_folder.config_differences({k: recorded[k] for k in given if k in recorded},
+    differences = config_differences({k: recorded[k] for k in given if k in recorded},
                                                 {k: values[k] for k in given if k in recorded})
     return TrainConfig.from_dict(values), differences
 
@@ -334,21 +332,27 @@ def check_choices(cfg: ResolvedConfig) -> ResolvedConfig:
     return cfg
 
 
-def default_out_dir(cfg: ResolvedConfig) -> str:
-    """``runs/<dataset>-<model>-<variant>[-mbgf]``: the first of it and its numbered siblings (-2, -3, ...)
-    that is empty, or that holds a run of this very configuration (which then continues)."""
-    from mbgf_cli import run_folder
+def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:
+    """``(name, recorded value, current value)`` for each setting that differs, in ``current``'s order.
 
-    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{cfg.model}-{cfg.variant}{'-mbgf' if cfg.mbgf else ''}"
-    wanted = cfg.to_dict()
-    candidate, number = base, 1
-    while Path(candidate).exists() and any(Path(candidate).iterdir()):
-        try:
-            recorded = run_folder.read_recorded_config(candidate) if run_folder.is_run(candidate) else None
-        except UserError:
-            recorded = None
-        if recorded is not None and not run_folder.config_differences(recorded, wanted, ignore=NOT_COMPARED):
-            break
-        number += 1
-        candidate = f"{base}-{number}"
-    return candidate
+    Numbers compare by value (a JSON round trip turns 1e-3 into 0.001 and 2 into 2.0 alike); a key
+    only one side has counts as a difference unless its value there is None (an option added later).
+    """
+    differences = []
+    for key in [*current, *(k for k in recorded if k not in current)]:
+        if key in ignore:
+            continue
+        there, here = recorded.get(key), current.get(key)
+        if not _same(there, here):
+            differences.append((key, there, here))
+    return differences
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

@@ -54,7 +54,6 @@ from mbgf_cli.run_state import EXIT_INTERRUPTED, Run, seed_everything
 from mbgf_cli.train_config import (
     ResolvedConfig,
     TrainConfig,
-    default_out_dir,
     explicit_resume,
     flag,
     resolve_config,
@@ -160,7 +159,7 @@ def settle(cfg: TrainConfig) -> tuple[ResolvedConfig, Start | None]:
         return resumed_config(cfg, saved["config"], directory), Start(directory, saved)
     cfg = resolve_config(cfg)
     if cfg.out is None:  # chosen before the processes meet: every one picks the same folder
-        cfg = replace(cfg, out=default_out_dir(cfg))
+        cfg = replace(cfg, out=run_folder.default_out_dir(cfg))
     run_folder.check_run_folder(cfg.out, cfg.overwrite)
     return cfg, None
 

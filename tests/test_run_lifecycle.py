@@ -293,7 +293,8 @@ def test_a_worker_killed_mid_epoch_under_torchrun_max_restarts_ends_with_the_uni
 
 def test_the_default_output_folder_is_the_one_holding_this_run_else_the_next_free_one(tmp_path, monkeypatch):
     from mbgf_cli import run_folder
-    from mbgf_cli.train_config import TrainConfig, default_out_dir, resolve_config
+    from mbgf_cli.run_folder import default_out_dir
+    from mbgf_cli.train_config import TrainConfig, resolve_config
 
     monkeypatch.chdir(tmp_path)
     cfg = resolve_config(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3))
