@@ -115,3 +115,14 @@ def test_a_full_disk_in_the_first_epoch_advises_what_works_and_it_works(toy_data
 def test_the_resolved_config_refuses_a_value_outside_its_choices():
     with pytest.raises(UserError, match="--prompts must be 'all' or 'one'"):
         resolve_config(TrainConfig(dataset="synthetic", prompts="some"))
+
+
+def test_the_process_setup_of_train_and_eval_names_a_missing_gpu_in_one_line():
+    from mbgf_cli import distributed
+    from mbgf_cli.resources import available_devices
+
+    missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(UserError) as refused:
+        distributed.setup(missing)
+    assert str(refused.value) == f"--device {missing}: no such device here (available: {', '.join(available_devices())})"
+    assert distributed.setup("cpu").device == torch.device("cpu")
