@@ -61,7 +61,7 @@ def test_a_device_that_is_not_here_is_one_line_naming_it_and_those_that_are(tmp_
     code, _, stderr = run_cli(["train", "--dataset", "synthetic", "--root", tmp_path, "--device", missing,
                                "--output", tmp_path / "run"], capsys)
     assert code == 2 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
-    assert f"--device {missing}: no such device here (available: {', '.join(available_devices())})" in stderr
+    assert f"--device {missing}: this machine has no such device; it has {', '.join(available_devices())}" in stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -124,5 +124,5 @@ def test_the_process_setup_of_train_and_eval_names_a_missing_gpu_in_one_line():
     missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
     with pytest.raises(UserError) as refused:
         distributed.setup(missing)
-    assert str(refused.value) == f"--device {missing}: no such device here (available: {', '.join(available_devices())})"
+    assert str(refused.value) == f"--device {missing}: this machine has no such device; it has {', '.join(available_devices())}"
     assert distributed.setup("cpu").device == torch.device("cpu")
