@@ -116,14 +116,15 @@ def _data(options: ReproduceConfig, dataset: str, missing: list[str]) -> Path:
 
 def _weights(model: str, missing: list[str]) -> None:
     from clip import loading
+    from clip.released import released_model
 
-    name = loading.ALIASES.get(model)
-    if name is None:
+    released = released_model(model)
+    if released is None:
         return  # tiny: trained here, no weights to fetch
-    path = loading.cache_dir() / loading.MODELS[name][1]
+    path = loading.cache_dir() / released.filename
     if not path.is_file():
-        missing.append(f"{path}: OpenAI's {name} weights, downloaded on first use from {loading.model_url(name)} "
-                       "(or copy the file there)")
+        missing.append(f"{path}: OpenAI's {released.name} weights, downloaded on first use from "
+                       f"{loading.model_url(released.name)} (or copy the file there)")
 
 
 def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, recipe: dict, train_per_class: int,
