@@ -166,6 +166,16 @@ def test_k600_zeroshot_stand_in(setup, capsys, monkeypatch):
     assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--pretrained", "ViT-B/16") == 2
     assert "--checkpoint DIR or --pretrained NAME (one of them)" in capsys.readouterr().err
 
+    # A folder of the user's as --output: refused, their file unchanged; this command's own is reused.
+    mine = setup / "mine"
+    mine.mkdir(exist_ok=True)
+    (mine / "split1.txt").write_text("my notes\n")
+    assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--output", mine) == 2
+    assert "not empty and not written by `mbgf k600-zeroshot`" in " ".join(capsys.readouterr().err.split())
+    assert (mine / "split1.txt").read_text() == "my notes\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".mbgf-output.json", *(f"split{n}{end}" for n in (1, 2, 3) for end in (".txt", "_labels.csv"))])
+
 
 def test_base2novel_stand_in_runs_resumes_and_reports_the_harmonic_mean(setup, capsys, monkeypatch):
     monkeypatch.chdir(setup)
