@@ -11,7 +11,7 @@ import pytest
 
 import labels
 from mbgf_cli import app as app_module
-from mbgf_cli import training
+from mbgf_cli import inference, training
 from mbgf_cli.data import read_labels, read_video_list, synthetic, write_labels, write_video_list
 from mbgf_cli.errors import UserError
 from mbgf_cli.protocols import base2novel, classes, published
@@ -155,9 +155,26 @@ def test_k600_zeroshot_stand_in(setup, capsys, monkeypatch):
     top1 = [s["top1"] for s in report["splits"]]
     assert report["mean"]["top1"] == pytest.approx(sum(top1) / 3)
     assert report["std"]["top5"] is not None
+    # Split 1's top-1 is what `mbgf predict`'s Predictor gives the same videos against the split's names.
+    predictor = inference.Predictor.from_checkpoint(setup / "runs" / "synthetic-tiny-clip-mbgf" / "best")
+    entries = read_video_list(out / "split1.txt", 9)
+    videos = [str(setup / "data" / "synthetic-b" / "videos" / path) for path, _ in entries]
+    predicted = predictor.predict(videos, read_labels(out / "split1_labels.csv"), workers=0).predictions.tolist()
+    correct = sum(p == label for p, (_, label) in zip(predicted, entries, strict=True))
+    assert report["splits"][0]["top1"] == pytest.approx(correct / 9)
 
     assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--pretrained", "ViT-B/16") == 2
     assert "--checkpoint DIR or --pretrained NAME (one of them)" in capsys.readouterr().err
+
+    # A folder of the user's as --output: refused, their file unchanged; this command's own is reused.
+    mine = setup / "mine"
+    mine.mkdir(exist_ok=True)
+    (mine / "split1.txt").write_text("my notes\n")
+    assert run_mbgf(*shlex.split(README_K600_STAND_IN)[1:], "--output", mine) == 2
+    assert "not empty and not written by `mbgf k600-zeroshot`" in " ".join(capsys.readouterr().err.split())
+    assert (mine / "split1.txt").read_text() == "my notes\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".mbgf-output.json", *(f"split{n}{end}" for n in (1, 2, 3) for end in (".txt", "_labels.csv"))])
 
 
 def test_base2novel_stand_in_runs_resumes_and_reports_the_harmonic_mean(setup, capsys, monkeypatch):
@@ -223,3 +240,20 @@ def test_k600_zeroshot_on_the_published_splits(setup, tmp_path, capsys, monkeypa
     assert [s["videos"] for s in report["splits"]] == [160, 160, 160]
     for number, split in enumerate(classes.k600_published_splits(), start=1):
         assert read_labels(tmp_path / "runs" / "k600-zeroshot-k600" / f"split{number}_labels.csv") == split
+
+
+@pytest.mark.parametrize("args, message", [
+    (["k600-zeroshot", "--dataset", "synthetic", "-c", "x", "--workers", "-1"], "--workers must be at least 0, not -1"),
+    (["k600-zeroshot", "--dataset", "synthetic", "-c", "x", "--batch-size", "0"],
+     "--batch-size must be at least 1, not 0"),
+    (["k600-zeroshot", "--dataset", "synthetic", "-c", "x", "--workers", "100000"], "this machine runs at most"),
+    (["base2novel", "--shots", "0"], "--shots must be at least 1, not 0"),
+    (["base2novel", "--workers", "100000"], "this machine runs at most"),
+    (["base2novel", "-k", "2"], "No such option: -k"),  # -k is --top-k wherever it is an option
+    (["reproduce", "synthetic", "--epochs", "0"], "--epochs must be at least 1, not 0"),
+])
+def test_protocol_options_are_checked_as_declared_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert run_mbgf(*args) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []  # nothing made

@@ -57,7 +57,7 @@ def test_plan_of_the_fewshot_table_names_what_is_missing_and_costs_every_run(tmp
 
 
 def test_k400_plan_trains_and_evaluates_each_variant():
-    plan = reproduce.make_plan(reproduce.Options(table="k400", data="data", measure=False))
+    plan = reproduce.make_plan(reproduce.ReproduceConfig(table="k400", data="data", measure=False))
     commands = [" ".join(r.argv) for r in plan.runs]
     assert len(commands) == 12
     assert commands[0] == ("train --dataset k400 --root data/k400 --variant clip --no-mbgf --output "

@@ -3,15 +3,16 @@ resumable); its output is the table of base, novel and harmonic-mean top-1."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mbgf_cli.commands.fewshot import HELP as FEWSHOT_HELP
 from mbgf_cli.commands.fewshot import PER_RUN, RECIPES, _results_to_stderr
-from mbgf_cli.commands.options import PROTOCOL, config_options, list_options_command
+from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, err_console
+from mbgf_cli.settings import AT_LEAST_0, AT_LEAST_1, PROTOCOL, command_options, narrow, option
 from mbgf_cli.train_config import TrainConfig
 
 HELP = {
@@ -23,33 +24,37 @@ HELP = {
 }
 
 
-@config_options(TrainConfig, exclude=PER_RUN, help=HELP, panels={"out": PROTOCOL}, recipes=RECIPES, own_first=True)
-def base2novel(
-    variants: Optional[list[str]] = typer.Option(
-        None, "--variants", rich_help_panel=PROTOCOL, show_default=False,
-        help="Rows of the table: clip, clip+mbgf, actionclip, actionclip+mbgf, xclip, xclip+mbgf "
-             "(default: clip clip+mbgf)."),
-    seeds: list[int] = typer.Option([1, 2, 3], "--seeds", rich_help_panel=PROTOCOL,
-                                    help="Seeds; 1, 2, 3 train on the published 16-shot lists (k400, hmdb51, ucf101, "
-                                         "ssv2), other seeds on sampled ones."),
-    shots: int = typer.Option(16, "--shots", "-k", rich_help_panel=PROTOCOL,
-                              help="Training videos per base class (16 in the protocol)."),
-    as_json: bool = typer.Option(False, "--json", rich_help_panel=PROTOCOL,
-                                 help="Print every run's numbers and the table as JSON."),
-    **options,
-):
+@dataclass
+class Base2NovelCommand(TrainConfig):
+    """``mbgf base2novel``'s options: every run's (``mbgf train``'s, less ``PER_RUN``) and the protocol's."""
+
+    variants: list[str] | None = option(
+        None, "--variants", panel=PROTOCOL,
+        help="Rows of the table: clip, clip+mbgf, actionclip, actionclip+mbgf, xclip, xclip+mbgf (default: clip "
+             "clip+mbgf).")
+    seeds: list[int] = option([1, 2, 3], "--seeds", panel=PROTOCOL, range=AT_LEAST_0,
+                              help="Seeds; 1, 2, 3 train on the published 16-shot lists (k400, hmdb51, ucf101, ssv2), "
+                                   "other seeds on sampled ones.")
+    shots: int = option(16, "--shots", panel=PROTOCOL, range=AT_LEAST_1,
+                        help="K training videos per base class (16 in the protocol).")
+    as_json: bool = option(False, "--json", panel=PROTOCOL, help="Print every run's numbers and the table as JSON.")
+
+
+@command_options(Base2NovelCommand, exclude=PER_RUN, help=HELP, panels={"out": PROTOCOL}, recipes=RECIPES)
+def base2novel(cfg: Base2NovelCommand):
     """Base-to-novel: train on the base half of the classes (K shots each), score the base and the novel
     half; a row per variant with base, novel and their harmonic mean (%), mean ± std over seeds."""
     from mbgf_cli import tables, training
     from mbgf_cli.protocols import base2novel as engine
 
-    out = options.pop("out")
-    train_cfg = TrainConfig(**options, plot=False)
+    protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
+    out, train_cfg.out, train_cfg.plot = train_cfg.out, None, False
     if train_cfg.dataset is None and train_cfg.root is None:
         train_cfg.dataset = "synthetic"
     name = train_cfg.dataset or Path(train_cfg.root).name
     cfg = engine.Base2NovelConfig(train=train_cfg, out=str(out or f"runs/base2novel-{name}"),
-                                  variants=tuple(variants or ("clip", "clip+mbgf")), seeds=tuple(seeds), shots=shots)
+                                  variants=tuple(protocol.variants or ("clip", "clip+mbgf")),
+                                  seeds=tuple(protocol.seeds), shots=protocol.shots)
 
     def announce(i: int, n: int, spec, state: str) -> None:
         what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
@@ -62,7 +67,7 @@ def base2novel(
         err_console.print(f"[yellow]interrupted; run the same command again to resume ({cfg.out})[/yellow]",
                           highlight=False)
         raise typer.Exit(e.exit_code) from None
-    if as_json:
+    if protocol.as_json:
         import json
 
         console.print_json(json.dumps({

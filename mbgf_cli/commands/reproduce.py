@@ -3,47 +3,29 @@ resume every run, and print the table beside the published numbers."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
 from mbgf_cli.console import console, err_console
+from mbgf_cli.protocols.configs import ReproduceConfig
+from mbgf_cli.settings import command_options
 
 
-def reproduce(
-    table: str = typer.Argument(..., help="k400, transfer, fewshot-hmdb51, fewshot-ucf101, or synthetic (the "
-                                "stand-in that runs on a CPU)."),
-    data: str = typer.Option("data", "--data", help="Folder holding k400/, ucf101/, hmdb51/ as `mbgf prepare-data` "
-                             "writes them."),
-    root: Optional[str] = typer.Option(None, "--root", show_default=False,
-                                       help="The dataset folder of a one-dataset table (fewshot-*, synthetic)."),
-    out: Optional[str] = typer.Option(None, "--output", "-o", show_default=False,
-                                      help="Folder of every run (default runs/reproduce-TABLE). Rerun to resume."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", show_default=False,
-                                         help="Every run's epochs instead of the recipe's (a quick pass, not the "
-                                              "published recipe)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
-    measure: Optional[bool] = typer.Option(None, "--measure/--no-measure", show_default=False,
-                                           help="Time one training step of each model here for the plan (default: "
-                                                "on a GPU, or for the tiny model)."),
-    device: Optional[str] = typer.Option(None, "--device", show_default=False, help="cpu, cuda, cuda:1 ..."),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan (and the table) as JSON."),
-):
+@command_options(ReproduceConfig)
+def reproduce(cfg: ReproduceConfig):
     """Reproduce a published table: the plan (every run, its recipe, its cost), the runs (resumable), and the
     table beside the published numbers with the difference."""
     from mbgf_cli import tables
     from mbgf_cli.errors import UserError
     from mbgf_cli.protocols import reproduce as engine
 
-    options = engine.Options(table=table, out=out, data=data, root=root, epochs=epochs, measure=measure,
-                             device=device)
-    plan = engine.make_plan(options)
+    table, as_json = cfg.table, cfg.as_json
+    plan = engine.make_plan(cfg)
     report = {"table": table, "output": str(plan.out), "missing": plan.missing, "notes": plan.notes,
               "runs": [_run_json(r) for r in plan.runs]}
     if not as_json:
         _print_plan(plan)
-    if dry_run:
+    if cfg.dry_run:
         if as_json:
             console.print_json(data=report)
         return

@@ -113,7 +113,7 @@ def _template(cfg: Base2NovelConfig, variants):
 
 def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Base2NovelOutcome:
     """The whole protocol; a rerun resumes (finished runs are read back, their novel scores too)."""
-    from mbgf_cli import inference, presets, training
+    from mbgf_cli import presets, training
     from mbgf_cli.data import read_labels, read_video_list
 
     out = Path(cfg.out)
@@ -156,8 +156,7 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
     results = fewshot.run_protocol(out, fewshot.plan_runs(out, variants, splits), train_one, settings, on_run=on_run)
     runs = []
     for result in results:
-        novel = _novel_score(Path(result.run_dir), inference.ModelSource(checkpoint=str(Path(result.run_dir) / "last")),
-                             root, novel_val, novel_labels, template)
+        novel = _novel_score(Path(result.run_dir), root, novel_val, novel_labels, template)
         runs.append(Base2NovelRun(result.variant, result.seed, result.top1, novel, result.run_dir))
     _write_csv(out / "base2novel.csv", runs)
     table = base2novel_table(runs, [v.name for v in variants],
@@ -166,7 +165,7 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
     return Base2NovelOutcome(runs, table, out, start_words, (len(base_ids), len(class_names) - len(base_ids)))
 
 
-def _novel_score(run_dir: Path, source, root, novel_val, novel_labels, template) -> float:
+def _novel_score(run_dir: Path, root, novel_val, novel_labels, template) -> float:
     """The run's final weights on the novel classes (%), scored once and kept in ``novel.json``."""
     from mbgf_cli.fewshot import file_digest
 
@@ -176,12 +175,18 @@ def _novel_score(run_dir: Path, source, root, novel_val, novel_labels, template)
         kept = json.loads(record.read_text(encoding="utf-8"))
         if kept.get("weights_sha256") == weights and kept.get("list_sha256") == file_digest(novel_val):
             return kept["top1"]
-    numbers = scoring.score(source, root, novel_val, novel_labels, batch_size=template.batch_size,
-                            workers=template.workers or 0, device=template.device, decoder=template.decoder)
+    numbers = scoring.score(_predictor(run_dir / "last", template), root, novel_val, novel_labels, (1, 1), template)
     top1 = fewshot.percent(numbers["top1"])
     atomic_write_json(record, {"top1": top1, "top5": fewshot.percent(numbers["top5"]), "videos": numbers["videos"],
                                "weights_sha256": weights, "list_sha256": file_digest(novel_val)}, sort_keys=True)
     return top1
+
+
+def _predictor(checkpoint: Path, template):
+    """The run's weights as the runs were trained: their prompts, device and precision."""
+    from mbgf_cli import inference
+
+    return inference.Predictor.from_checkpoint(checkpoint, template.device, template.amp)
 
 
 def _write_csv(path: Path, runs: Sequence[Base2NovelRun]) -> None:

@@ -4,41 +4,23 @@ classes Kinetics-400 lacks, on three splits of 160 of them; top-1 and top-5, mea
 The splits are the published ones (``labels/protocols/k600_zeroshot``). On the synthetic stand-in,
 class set b plays the 220 new classes (set a, what the tiny model trained on, plays Kinetics-400):
 three splits of 9 of its 12 classes (the protocol's 160/220), drawn with seeds 0, 1, 2.
-Each split's list and labels are written to ``OUT/split{N}.txt`` and ``OUT/split{N}_labels.csv``.
+Each split's list and labels are written to ``OUT/split{N}.txt`` and ``OUT/split{N}_labels.csv`` (``OUT``: empty,
+new, or this command's own, as :mod:`mbgf_cli.outputs` has it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from mbgf_cli import presets, tables
 from mbgf_cli.errors import UserError
 from mbgf_cli.eval_splits import METRICS, SplitResult, SplitsSummary
+from mbgf_cli.outputs import check_output_folder, record_outputs
 from mbgf_cli.protocols import classes, scoring
+from mbgf_cli.protocols.configs import K600Config
 
 STAND_IN_SEEDS = (0, 1, 2)
-
-
-@dataclass
-class K600Config:
-    """``mbgf k600-zeroshot``: the dataset (``--root`` as ``mbgf prepare-data k600`` wrote it, or the
-    synthetic stand-in) and the model (``--checkpoint``, or CLIP ``--pretrained``)."""
-
-    root: str | None = None
-    dataset: str = "k600"  # or "synthetic"
-    list_file: str | None = None  # default ROOT/val.txt
-    checkpoint: str | None = None
-    pretrained: str | None = None
-    model: str | None = None
-    frames: int = 8
-    input_size: int | None = None
-    views: str | None = None  # default 1x1
-    batch_size: int = 8
-    workers: int = 0
-    device: str | None = None
-    decoder: str = "auto"
-    out: str | None = None  # default runs/k600-zeroshot-<dataset>
+OUTPUT_KIND = "k600-zeroshot"  # the marker of an --output folder (mbgf_cli/outputs.py)
 
 
 def split_classes(dataset: str, class_names: list[str]) -> list[list[int]]:
@@ -56,30 +38,36 @@ def split_classes(dataset: str, class_names: list[str]) -> list[list[int]]:
 
 
 def run_k600_zeroshot(cfg: K600Config) -> SplitsSummary:
-    """Score the model on each split; the mean and sample standard deviation over splits."""
+    """Score the model on each split (one model, loaded once); the mean and sample standard deviation
+    over splits. Every check a user can fail comes before the model is loaded."""
     from mbgf_cli import inference
     from mbgf_cli.data import read_labels, read_video_list
+    from mbgf_cli.resources import resolve_device
 
     if bool(cfg.checkpoint) == bool(cfg.pretrained):
         raise UserError("give the model with --checkpoint DIR or --pretrained NAME (one of them)")
     generation = presets.SYNTHETIC_B_GENERATION if cfg.dataset == "synthetic" else None
     if cfg.root is None and cfg.dataset != "synthetic":
         raise UserError("give the Kinetics-600 folder (`mbgf prepare-data k600 ... -o DIR`) with --root DIR")
+    source = inference.ModelSource.of(cfg)
+    resolve_device(cfg.device)  # a device that is not here: one line, before any work
+    out = Path(cfg.out or f"runs/k600-zeroshot-{cfg.dataset}")
+    check_output_folder(out, "--output", OUTPUT_KIND, writes=[name for n in range(1, len(STAND_IN_SEEDS) + 1)
+                                                              for name in (f"split{n}.txt", f"split{n}_labels.csv")])
+    views = inference.parse_views(cfg.views or "1x1")
     root = presets.dataset_root(cfg.root, cfg.dataset, generation=generation)
     list_file = presets.resolve_list(root, cfg.list_file, "val.txt", "--val-list")
     class_names = read_labels(root / "labels.csv")
-    views = inference.parse_views(cfg.views) if cfg.views else (1, 1)
-    out = Path(cfg.out or f"runs/k600-zeroshot-{cfg.dataset}")
     entries = read_video_list(list_file, len(class_names))
-    source = inference.ModelSource(checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, model=cfg.model,
-                                   frames=cfg.frames if cfg.pretrained else None, input_size=cfg.input_size)
+    split_ids = split_classes(cfg.dataset, class_names)
+    predictor = inference.Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     results = []
-    for number, ids in enumerate(split_classes(cfg.dataset, class_names), start=1):
+    for number, ids in enumerate(split_ids, start=1):
         split_list, split_labels, count = scoring.write_subset(out, f"split{number}", entries, ids, class_names)
+        record_outputs(out, OUTPUT_KIND, [split_list.name, split_labels.name])
         if count == 0:
             raise UserError(f"{list_file}: no video of split {number}'s classes")
-        numbers = scoring.score(source, root, split_list, split_labels, views, cfg.batch_size, cfg.workers,
-                                cfg.device, cfg.decoder)
+        numbers = scoring.score(predictor, root, split_list, split_labels, views, cfg)
         results.append(SplitResult(split=number, root=str(root), list=str(split_list), numbers=numbers))
     mean, std = {}, {}
     for metric in METRICS:

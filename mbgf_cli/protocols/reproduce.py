@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mbgf_cli import fewshot, presets, tables
 from mbgf_cli.errors import UserError
+from mbgf_cli.protocols.configs import ReproduceConfig
 
 TABLES = ("k400", "transfer", "fewshot-hmdb51", "fewshot-ucf101", "synthetic")
 SHOTS = (2, 4, 8, 16)
@@ -93,18 +94,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Options:
-    table: str
-    out: str | None = None
-    data: str = "data"  # holds k400/, ucf101/, hmdb51/ as prepare-data writes them
-    root: str | None = None  # the one dataset of a single-dataset table (fewshot-*, synthetic)
-    epochs: int | None = None  # override every run's epochs (a quick pass; not the published recipe)
-    seeds: tuple[int, ...] = (0,)
-    measure: bool | None = None  # None: where it is quick (a GPU, or the tiny model)
-    device: str | None = None
-
-
 def _variant_args(variant: str) -> list[str]:
     base = tables.base_variant(variant)
     return ["--variant", base or variant] + ([] if base else ["--no-mbgf"])
@@ -118,7 +107,7 @@ def _counts(root: Path | None, dataset: str) -> tuple[int, int]:
     return NOMINAL_VIDEOS[dataset]
 
 
-def _data(options: Options, dataset: str, missing: list[str]) -> Path:
+def _data(options: ReproduceConfig, dataset: str, missing: list[str]) -> Path:
     path = Path(options.root) if options.root and options.table != "transfer" else Path(options.data) / dataset
     if not (path / "train.txt").is_file() or not (path / "val.txt").is_file():
         missing.append(f"{path}: no train.txt/val.txt; get {WHERE[dataset].format(path=path)}")
@@ -127,17 +116,18 @@ def _data(options: Options, dataset: str, missing: list[str]) -> Path:
 
 def _weights(model: str, missing: list[str]) -> None:
     from clip import loading
+    from clip.released import released_model
 
-    name = loading.ALIASES.get(model)
-    if name is None:
+    released = released_model(model)
+    if released is None:
         return  # tiny: trained here, no weights to fetch
-    path = loading.cache_dir() / loading.MODELS[name][1]
+    path = loading.cache_dir() / released.filename
     if not path.is_file():
-        missing.append(f"{path}: OpenAI's {name} weights, downloaded on first use from {loading.model_url(name)} "
-                       "(or copy the file there)")
+        missing.append(f"{path}: OpenAI's {released.name} weights, downloaded on first use from "
+                       f"{loading.model_url(released.name)} (or copy the file there)")
 
 
-def _fewshot_runs(options: Options, dataset: str, out: Path, variants, recipe: dict, train_per_class: int,
+def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, recipe: dict, train_per_class: int,
                   classes: int, val: int, root_args: list[str]) -> list[Run]:
     epochs = options.epochs or recipe["epochs"]
     argv = ["fewshot", *root_args, "--shots", *map(str, SHOTS), "--seeds", *map(str, options.seeds),
@@ -158,7 +148,7 @@ def _fewshot_runs(options: Options, dataset: str, out: Path, variants, recipe: d
     return runs
 
 
-def _fewshot_plan(options: Options, out: Path, plan: Plan) -> list[Run]:
+def _fewshot_plan(options: ReproduceConfig, out: Path, plan: Plan) -> list[Run]:
     if options.table == "synthetic":
         recipe = {**presets.SYNTHETIC_RECIPE, **presets.SYNTHETIC_FEWSHOT_RECIPE}
         root = Path(options.root) if options.root else None
@@ -178,7 +168,7 @@ def _fewshot_plan(options: Options, out: Path, plan: Plan) -> list[Run]:
                          val * views[0] * views[1], ["--dataset", dataset, "--root", str(root)])
 
 
-def _supervised_run(options: Options, name: str, dataset: str, root: Path, variant: str, out: Path,
+def _supervised_run(options: ReproduceConfig, name: str, dataset: str, root: Path, variant: str, out: Path,
                     extra: list[str]) -> Run:
     recipe = {**presets.get_preset(dataset).recipe, "variant": variant}
     epochs = options.epochs or recipe["epochs"]
@@ -202,7 +192,7 @@ def _eval_run(train_run: Run, dataset: str, root: Path, out: Path) -> Run:
                train_run.eval_clips, done=result)
 
 
-def _supervised_plan(options: Options, out: Path, plan: Plan) -> list[Run]:
+def _supervised_plan(options: ReproduceConfig, out: Path, plan: Plan) -> list[Run]:
     runs = []
     k400 = _data(options, "k400", plan.missing)
     _weights("b16", plan.missing)
@@ -223,7 +213,7 @@ def _supervised_plan(options: Options, out: Path, plan: Plan) -> list[Run]:
     return runs
 
 
-def make_plan(options: Options) -> Plan:
+def make_plan(options: ReproduceConfig) -> Plan:
     """Every run of the table and what is missing; costs filled in."""
     if options.table not in TABLES:
         raise UserError(f"TABLE must be one of {', '.join(TABLES)}, got {options.table!r}")
@@ -249,7 +239,7 @@ def _gflops(model: str, variant: str, mbgf: bool, frames: int, input_size: int |
     return flops.video_model_cost(config).gflops
 
 
-def _cost(plan: Plan, options: Options) -> None:
+def _cost(plan: Plan, options: ReproduceConfig) -> None:
     from fusion.config import VideoModelConfig
 
     per_config: dict[tuple, tuple[float, float | None]] = {}

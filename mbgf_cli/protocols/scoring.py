@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from mbgf_cli.errors import UserError
 
 
@@ -31,32 +29,22 @@ def write_subset(folder: Path, name: str, entries, class_ids: Sequence[int], cla
     return list_file, label_file, len(chosen)
 
 
-def score(source, root, list_file, label_file, views: tuple[int, int] = (1, 1), batch_size: int = 8,
-          workers: int = 0, device: str | None = None, decoder: str = "auto", prompts: str | None = None) -> dict:
-    """top1, top5, mean_class (fractions), videos, skipped of ``source`` (an ``inference.ModelSource``)
-    on ``list_file`` with the classes of ``label_file``."""
-    from fusion.prompts import class_text_tokens
-    from mbgf_cli import inference
-    from mbgf_cli.console import progress
-    from mbgf_cli.data import VideoDataset, build_loader, read_labels
-    from mbgf_cli.evaluation import evaluate_loader
-    from mbgf_cli.precision import choose_amp
-    from mbgf_cli.resources import resolve_device
+def score(predictor, root, list_file, label_file, views: tuple[int, int], loading) -> dict:
+    """top1, top5, mean_class (fractions), videos, skipped of ``predictor`` (an ``inference.Predictor``)
+    on ``list_file`` with the classes of ``label_file``, scored as ``mbgf eval`` scores a list (its
+    loader, views and multi-view rule). ``loading``: ``batch_size``, ``workers``, ``decoder``,
+    ``strict`` (a command's ``LoadingOptions``, or a training config's)."""
+    from mbgf_cli import distributed, evaluation
+    from mbgf_cli.data import read_labels
+    from mbgf_cli.inference.configs import EvalConfig
 
-    device = resolve_device(device)
     class_names = read_labels(label_file)
-    loaded = inference.load_model(source, prompts)
-    model = loaded.model.to(device).eval()
-    config = model.config
-    dataset = VideoDataset(root, list_file, len(class_names), frames=config.frames, input_size=config.input_size,
-                           train=False, views=views, decoder=decoder, mean=config.input_mean, std=config.input_std)
-    if len(dataset) == 0:
-        raise UserError(f"{list_file}: no videos to score")
-    loader = build_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False, drop_last=False)
-    tokens = class_text_tokens(class_names, loaded.prompts, loaded.templates).to(device)
-    amp_dtype, _ = choose_amp("auto", device, config.model)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else None
-    with progress(transient=True) as bar:
-        result = evaluate_loader(model, loader, tokens, len(dataset), [label for _, label in dataset.samples],
-                                 device, autocast=autocast, bar=bar, description=f"scoring {Path(list_file).name}")
+    batch_size = loading.batch_size or EvalConfig.batch_size
+    predictor.check_views(views, batch_size)
+    cfg = EvalConfig(batch_size=batch_size, workers=loading.workers, decoder=loading.decoder, strict=loading.strict)
+    single = distributed.Context(rank=0, world_size=1, local_rank=0, device=predictor.device)
+    result, dataset = evaluation.score_list(predictor, cfg, single, root, list_file, class_names, views)
+    if not result.videos:
+        raise UserError(f"none of the {len(dataset)} videos of {list_file} could be read; "
+                        f"{evaluation.skipped_line(dataset, cfg)}")
     return result.numbers()
