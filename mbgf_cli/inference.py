@@ -786,6 +786,15 @@ class Predictor:
             gates=(torch.stack([rows[i].gates for i in order]) if order else torch.zeros(0, 3)) if explain else None,
         )
 
+    def timeline(self, video, classes: str | Sequence[str] | None = None, window: float = 2.0, stride: float = 1.0,
+                 top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None, bar=None):
+        """Class probabilities per ``window`` seconds of one video file, every ``stride`` seconds: a
+        ``mbgf_cli.timeline.VideoTimeline`` (``.to_json()``: ``{"video", "windows": [{"start", "end",
+        "top"}]}``)."""
+        from mbgf_cli.timeline import predictor_timeline
+
+        return predictor_timeline(self, video, classes, window, stride, top_k, crops, batch_size, labels_file, bar)
+
     def embed(self, videos, views: tuple[int, int] = (1, 1), batch_size: int = 8, workers: int | None = None,
               decoder: str = "auto", strict: bool = False, bar=None) -> VideoEmbeddings:
         """Unit-norm video embeddings of ``videos`` (files, folders, list files), in order."""
@@ -840,6 +849,10 @@ class PredictConfig:
     explain: bool = False
     csv: str | None = None
     as_json: bool = False
+    timeline: bool = False         # scores per window (mbgf_cli.timeline)
+    window: float | None = None    # --timeline: seconds (default 2)
+    stride: float | None = None    # --timeline: seconds (default 1)
+    plot: str | None = None        # --timeline: a PNG of class probability over time
 
 
 def predict(cfg: PredictConfig) -> tuple[Predictions, dict]:

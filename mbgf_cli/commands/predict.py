@@ -9,11 +9,13 @@ import typer
 
 from mbgf_cli.commands import options
 from mbgf_cli.commands.options import path_text
+from mbgf_cli.errors import UserError
 
 MODEL = "Model"
 CLASSES = "Classes"
 DATA = "Data"
 OUTPUT = "Output"
+TIMELINE = "Timeline"
 
 
 def predict(
@@ -47,6 +49,15 @@ def predict(
     as_json: bool = typer.Option(False, "--json", rich_help_panel=OUTPUT,
                                  help="Print one JSON object: {videos: [{video, top: [{id, label, probability}]}], "
                                       "skipped: [...]}."),
+    timeline: bool = typer.Option(False, "--timeline", rich_help_panel=TIMELINE,
+                                  help="Top classes per window of each video (JSON: windows: [{start, end, top}]; "
+                                       "CSV: video,start,end,rank,id,label,probability). Decodes each video once."),
+    window: Optional[float] = typer.Option(None, "--window", show_default=False, rich_help_panel=TIMELINE,
+                                           help="--timeline: window length in seconds (default 2)."),
+    stride: Optional[float] = typer.Option(None, "--stride", show_default=False, rich_help_panel=TIMELINE,
+                                           help="--timeline: seconds from one window's start to the next (default 1)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", show_default=False, rich_help_panel=TIMELINE,
+                                        help="--timeline: also draw class probability over time into this PNG."),
 ):
     """Classify videos: the top classes of each, with their probabilities."""
     from mbgf_cli import inference
@@ -56,7 +67,16 @@ def predict(
         frames=frames, input_size=input_size, labels=path_text(labels), classes=classes, prompts=prompts,
         top_k=top_k, views=views, batch_size=batch_size, workers=workers, device=device, decoder=decoder,
         strict=strict, amp=amp, compile=compile_model, explain=explain, csv=path_text(csv_file), as_json=as_json,
+        timeline=timeline, window=window, stride=stride, plot=path_text(plot),
     )
+    if timeline:
+        from mbgf_cli import timeline as timelines
+
+        timelines.print_timelines(*timelines.predict(cfg), cfg)
+        return
+    for option, value in (("--window", window), ("--stride", stride), ("--plot", plot)):
+        if value is not None:
+            raise UserError(f"{option} goes with --timeline")
     result, info = inference.predict(cfg)
     inference.print_predictions(result, info, cfg)
 

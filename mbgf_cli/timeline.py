@@ -1,0 +1,319 @@
+"""Timelines: class scores (or embeddings) per window of a long video, for ``mbgf predict --timeline``,
+``mbgf embed --timeline`` and ``Predictor.timeline``.
+
+    from mbgf_cli.inference import Predictor
+
+    timeline = Predictor.from_checkpoint("runs/x/best").timeline("long.mp4", window=2.0, stride=1.0, top_k=5)
+    timeline.to_json()   # {"video": ..., "windows": [{"start", "end", "top": [{"id", "label", "probability"}]}]}
+
+Each window is one clip of the model's frames at the TSN segment centres of the window's frames
+(``mbgf_cli.data.windows``), resized and cropped as eval's test views (1 or 3 crops, averaged as
+``score_views`` averages views), so a window's probabilities are what ``mbgf predict`` gives for a file
+holding only that window's frames. A video is decoded once, front to back, in this process; windows
+go through the model in batches as they complete, so memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mbgf_cli.console import console, err_console
+from mbgf_cli.data.windows import (
+    DecodeStats,
+    ShortVideo,
+    check_window,
+    decode_windows,
+    plan_windows,
+    video_length,
+)
+from mbgf_cli.errors import UserError
+
+DEFAULT_WINDOW = 2.0  # seconds
+DEFAULT_STRIDE = 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoTimeline:
+    """The class probabilities of every window of one video: ``probs[w]`` for ``spans[w]`` (seconds)."""
+
+    video: str
+    class_names: list[str]
+    spans: list[tuple[float, float]]
+    probs: torch.Tensor  # [W, K] softmax over classes, averaged over crops
+    top_k: int = 5
+
+    def top(self, k: int | None = None) -> list[list]:
+        from mbgf_cli.inference import Ranked
+
+        k = max(1, min(self.top_k if k is None else k, len(self.class_names)))
+        values, indices = self.probs.topk(k, dim=1)
+        return [[Ranked(int(i), self.class_names[int(i)], float(p)) for p, i in zip(row_p, row_i, strict=True)]
+                for row_p, row_i in zip(values, indices, strict=True)]
+
+    def to_json(self, k: int | None = None) -> dict:
+        windows = [{"start": round(start, 6), "end": round(end, 6),
+                    "top": [{"id": r.id, "label": r.label, "probability": round(r.probability, 6)} for r in top]}
+                   for (start, end), top in zip(self.spans, self.top(k), strict=True)]
+        return {"video": self.video, "windows": windows}
+
+
+@dataclass
+class Timelines:
+    """What ``mbgf predict --timeline`` gives: a timeline per readable video, the others with the reason."""
+
+    videos: list[VideoTimeline]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self, k: int | None = None) -> dict:
+        return {"videos": [timeline.to_json(k) for timeline in self.videos],
+                "skipped": [video for video, _ in self.skipped]}
+
+    def csv_text(self, k: int | None = None) -> str:
+        """``video,start,end,rank,id,label,probability``: a row per video, window and rank."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["video", "start", "end", "rank", "id", "label", "probability"])
+        for timeline in self.videos:
+            for (start, end), top in zip(timeline.spans, timeline.top(k), strict=True):
+                for rank, r in enumerate(top, start=1):
+                    writer.writerow([timeline.video, f"{start:.3f}", f"{end:.3f}", rank, r.id, r.label,
+                                     f"{r.probability:.6f}"])
+        return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine: windows of one video through the model
+# --------------------------------------------------------------------------------------------------
+
+
+def check_timeline_views(views: tuple[int, int]) -> int:
+    """A window is one clip: ``--views 1x1`` or ``1x3`` (crops); returns the crops."""
+    clips, crops = views
+    if clips != 1:
+        raise UserError(f"--views {clips}x{crops}: with --timeline each window is one clip; give 1x1 or 1x3")
+    return crops
+
+
+def check_timeline_decoder(decoder: str) -> None:
+    if decoder not in ("auto", "pyav"):
+        raise UserError(f"--decoder {decoder}: --timeline decodes each video once, front to back, with PyAV; "
+                        "give auto or pyav")
+
+
+def window_rows(predictor, video: str, window: float, stride: float, compute, crops: int = 1, batch_size: int = 8,
+                stats: DecodeStats | None = None, bar=None) -> tuple[list[tuple[float, float]], torch.Tensor]:
+    """``(spans, rows)``: ``compute(views [B, crops, T, 3, S, S] on the device)`` -> ``[B, ...]`` for every
+    window of ``video``, in order. Raises ``VideoError``."""
+    from mbgf_cli.data.readers import VideoError
+
+    num_frames, fps = video_length(video)
+    for attempt in range(2):
+        windows = plan_windows(num_frames, fps, window, stride, predictor.config.frames)
+        try:
+            return _run_windows(predictor, video, windows, compute, crops, batch_size, stats, bar)
+        except ShortVideo as short:
+            # The container's frame count was wrong: plan again with the frames there are.
+            if attempt or short.counted < 2:
+                raise VideoError("decode error", str(short)) from None
+            num_frames = short.counted
+    raise AssertionError("unreachable")
+
+
+def _run_windows(predictor, video, windows, compute, crops, batch_size, stats, bar):
+    from mbgf_cli.data.transforms import TestTransform, normalize
+
+    config = predictor.config
+    transform = TestTransform(config.input_size, crops=crops, mean=tuple(config.input_mean),
+                              std=tuple(config.input_std), normalized=False)
+    task = bar.add_task("timeline", total=len(windows), info=Path(video).name) if bar is not None else None
+    spans, rows, clips = [], [], []
+
+    def flush():
+        views = torch.stack(clips).to(predictor.device)  # [B, crops, T, 3, S, S] uint8
+        rows.append(compute(normalize(views, transform.mean, transform.std)).cpu())
+        if task is not None:
+            bar.update(task, advance=len(clips))
+        clips.clear()
+
+    try:
+        # Each sampled frame is resized and cropped on its own as it is decoded (the same pixels as the
+        # whole clip at once): what is held per frame is the model's input, not the decoded picture.
+        for found, frames in decode_windows(video, windows, lambda rgb: transform(rgb[None]), stats):
+            spans.append((found.start, found.end))
+            clips.append(torch.cat(frames, dim=1))  # [crops, T, 3, S, S]
+            if len(clips) == batch_size:
+                flush()
+        if clips:
+            flush()
+    finally:
+        if task is not None:
+            bar.remove_task(task)
+    return spans, torch.cat(rows)
+
+
+def video_timeline(predictor, video: str, names: Sequence[str], window: float = DEFAULT_WINDOW,
+                   stride: float = DEFAULT_STRIDE, top_k: int = 5, crops: int = 1, batch_size: int = 8,
+                   stats: DecodeStats | None = None, bar=None) -> VideoTimeline:
+    """The timeline of one video against ``names`` (free text or the checkpoint's classes)."""
+    from mbgf_cli.inference import score_views
+
+    tokens = predictor.class_tokens(names)
+
+    def scores(views):
+        return score_views(predictor.model, views, tokens, predictor.autocast).probs
+
+    spans, probs = window_rows(predictor, video, window, stride, scores, crops, batch_size, stats, bar)
+    return VideoTimeline(video, list(names), spans, probs, top_k)
+
+
+def check_timeline(window: float, stride: float, top_k: int, batch_size: int) -> None:
+    check_window(window, stride)
+    for option, value in (("--top-k", top_k), ("--batch-size", batch_size)):
+        if value < 1:
+            raise UserError(f"{option} must be at least 1, not {value}")
+
+
+def predictor_timeline(predictor, video, classes=None, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+                       top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None,
+                       bar=None) -> VideoTimeline:
+    """``Predictor.timeline``: one video file; an unreadable one is a ``UserError`` naming it."""
+    from mbgf_cli.data.readers import VideoError
+    from mbgf_cli.inference import resolve_classes
+
+    check_timeline(window, stride, top_k, batch_size)
+    if crops not in (1, 3):
+        raise UserError(f"crops must be 1 or 3, not {crops}")
+    names = resolve_classes(classes, labels_file, predictor.class_names, predictor.name)
+    video = str(video)
+    if not Path(video).is_file():
+        raise UserError(f"{video}: no such file")
+    try:
+        return video_timeline(predictor, video, names, window, stride, top_k, crops, batch_size, bar=bar)
+    except VideoError as e:
+        raise UserError(f"{video}: cannot read video: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# `mbgf predict --timeline`
+# --------------------------------------------------------------------------------------------------
+
+
+def check_plot(plot) -> None:
+    """``--plot FILE.png`` can be written, and matplotlib is there to draw it (before any work)."""
+    from mbgf_cli.outputs import check_output_file
+
+    if Path(plot).suffix.lower() != ".png":
+        raise UserError(f"--plot {plot}: give a .png file name")
+    check_output_file(plot, "--plot")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'mbgf[plot]'") from None
+
+
+def predict(cfg) -> tuple[Timelines, dict]:
+    """``mbgf predict --timeline`` from a ``PredictConfig``: every check first, then each video."""
+    from mbgf_cli.console import progress
+    from mbgf_cli.data.readers import VideoError
+    from mbgf_cli.inference import ModelSource, Predictor, collect_videos, parse_views, resolve_classes
+    from mbgf_cli.outputs import check_output_file
+
+    window = DEFAULT_WINDOW if cfg.window is None else cfg.window
+    stride = DEFAULT_STRIDE if cfg.stride is None else cfg.stride
+    check_timeline(window, stride, cfg.top_k, cfg.batch_size)
+    crops = check_timeline_views(parse_views(cfg.views))
+    check_timeline_decoder(cfg.decoder)
+    if cfg.explain:
+        raise UserError("--explain is per video; it does not go with --timeline")
+    if cfg.csv:
+        check_output_file(cfg.csv, "--csv")
+    if cfg.plot:
+        check_plot(cfg.plot)
+    source = ModelSource(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
+    inputs = collect_videos(cfg.inputs, cfg.strict)
+    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    names = resolve_classes(cfg.classes, cfg.labels, predictor.class_names, predictor.name)
+    result = Timelines([])
+    with progress(transient=True) as bar:
+        for video in inputs.videos:
+            try:
+                result.videos.append(video_timeline(predictor, video, names, window, stride, cfg.top_k, crops,
+                                                    cfg.batch_size, bar=bar))
+            except VideoError as e:
+                if cfg.strict:
+                    raise UserError(f"{video}: cannot read video: {e} (without --strict it is skipped)") from None
+                result.skipped.append((video, str(e)))
+    if cfg.csv:
+        from mbgf_cli.fileio import atomic_write_text
+
+        Path(cfg.csv).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg.csv, result.csv_text(cfg.top_k))
+    if cfg.plot:
+        plot_timelines(result.videos, cfg.plot, cfg.top_k)
+    return result, {"model": predictor.name, "window": window, "stride": stride, "crops": crops}
+
+
+def print_timelines(result: Timelines, info: dict, cfg) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if cfg.as_json:
+        console.print_json(json.dumps(result.to_json(cfg.top_k)))
+        return
+    for timeline in result.videos:
+        k = min(cfg.top_k, len(timeline.class_names))
+        table = Table(title=f"{escape(timeline.video)}: top-{k} of {len(timeline.class_names)} classes per "
+                            f"{info['window']:g} s window, every {info['stride']:g} s ({info['model']})",
+                      title_justify="left", show_lines=k > 1)
+        table.add_column("start", justify="right")
+        table.add_column("end", justify="right")
+        table.add_column("class")
+        table.add_column("probability", justify="right")
+        for (start, end), top in zip(timeline.spans, timeline.top(k), strict=True):
+            table.add_row(f"{start:.2f}", f"{end:.2f}", "\n".join(escape(r.label) for r in top),
+                          "\n".join(f"{r.probability:.3f}" for r in top))
+        console.print(table)
+    if result.skipped:
+        named = ", ".join(f"{video} ({reason})" for video, reason in result.skipped[:5])
+        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+        err_console.print(f"[yellow]{len(result.skipped)} video(s) skipped (not readable):[/yellow] "
+                          f"{escape(named)}{more}", highlight=False, soft_wrap=True)
+    for option, written in (("csv", cfg.csv), ("plot", cfg.plot)):
+        if written:
+            err_console.print(f"timeline {option} written to {written}", highlight=False)
+
+
+def plot_timelines(timelines: list[VideoTimeline], path, top_k: int) -> Path | None:
+    """Class probability over time, a panel per video: its ``top_k`` classes (by their highest
+    probability in any window) as lines through the windows' centres."""
+    from mbgf_cli.plots import _pyplot, _save
+
+    plt = _pyplot()
+    if plt is None or not timelines:
+        return None
+    fig, axes = plt.subplots(len(timelines), 1, figsize=(8, 2.8 * len(timelines)), dpi=100, squeeze=False)
+    for ax, timeline in zip(axes[:, 0], timelines, strict=True):
+        centres = [(start + end) / 2 for start, end in timeline.spans]
+        k = min(top_k, len(timeline.class_names))
+        for class_id in timeline.probs.max(dim=0).values.topk(k).indices.tolist():
+            ax.plot(centres, timeline.probs[:, class_id].tolist(), marker="." if len(centres) < 60 else None,
+                    label=timeline.class_names[class_id])
+        ax.set_title(timeline.video, fontsize=9)
+        ax.set_xlabel("time (s, window centre)")
+        ax.set_ylabel("probability")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, plt, Path(path))
