@@ -136,6 +136,9 @@ class EmbedConfig:
     shard_size: int = 1000
     overwrite: bool = False
     stop_after_shards: int | None = None  # behave as if interrupted after writing this many shards (tests)
+    timeline: bool = False         # a row per window (mbgf_cli.timeline_cli)
+    window: float | None = None    # --timeline: seconds (default 2)
+    stride: float | None = None    # --timeline: seconds (default 1)
 
 
 @dataclass
@@ -148,11 +151,13 @@ class EmbedSummary:
     resumed: int = 0  # shards found finished by an earlier run
     up_to_date: bool = False
     model: str = ""
+    windows: int | None = None  # --timeline: the rows, one per window
 
     def to_json(self) -> dict:
-        return {"output": self.output, "videos": self.videos, "skipped": [v for v, _ in self.skipped],
-                "texts": self.texts, "shards": self.shards, "resumed_shards": self.resumed,
-                "up_to_date": self.up_to_date, "model": self.model}
+        summary = {"output": self.output, "videos": self.videos, "skipped": [v for v, _ in self.skipped],
+                   "texts": self.texts, "shards": self.shards, "resumed_shards": self.resumed,
+                   "up_to_date": self.up_to_date, "model": self.model}
+        return summary if self.windows is None else {**summary, "windows": self.windows}
 
 
 def embed(cfg: EmbedConfig) -> EmbedSummary:
@@ -299,6 +304,7 @@ def print_embed_summary(summary: EmbedSummary, as_json: bool) -> None:
         return
     resumed = f"; {summary.resumed} of {summary.shards} shards were already done" if summary.resumed else ""
     texts = f" and {summary.texts} texts" if summary.texts else ""
+    texts = f" ({summary.windows} windows){texts}" if summary.windows is not None else texts
     console.print(f"{summary.videos} videos{texts} embedded into {summary.output} ({summary.model}){resumed}",
                   highlight=False)
     if summary.skipped:
@@ -322,6 +328,7 @@ class Embeddings:
     texts: list[str]
     text_vectors: torch.Tensor | None     # [M, E]
     probe: torch.Tensor                   # [1, E]
+    windows: list | None = None           # --timeline files: [start, end] seconds of each row
 
     @property
     def source(self) -> ModelSource:
@@ -337,7 +344,7 @@ def read_embeddings(path) -> Embeddings:
     if meta.get("version") != VERSION:
         raise UserError(f"{path}: embeddings file version {meta.get('version')}; this mbgf reads version {VERSION}")
     return Embeddings(path, meta, list(meta["videos"]), tensors["video"], list(meta.get("texts") or []),
-                      tensors.get("text"), tensors["probe"])
+                      tensors.get("text"), tensors["probe"], meta.get("windows"))
 
 
 @dataclass
@@ -358,11 +365,14 @@ class SearchResult:
     query: str | None
     like: str | None
     results: list[tuple[str, float]]  # (video, cosine similarity), best first
+    windows: list | None = None       # a --timeline file's: [start, end] seconds of each result
 
     def to_json(self) -> dict:
-        return {"embeddings": self.embeddings, "query": self.query, "like": self.like,
-                "results": [{"rank": rank, "video": video, "similarity": round(score, 6)}
-                            for rank, (video, score) in enumerate(self.results, start=1)]}
+        results = [{"rank": rank, "video": video, "similarity": round(score, 6)}
+                   for rank, (video, score) in enumerate(self.results, start=1)]
+        for row, (start, end) in zip(results, self.windows or [], strict=False):
+            row.update(start=start, end=end)
+        return {"embeddings": self.embeddings, "query": self.query, "like": self.like, "results": results}
 
 
 def search(cfg: SearchConfig) -> SearchResult:
@@ -380,7 +390,8 @@ def search(cfg: SearchConfig) -> SearchResult:
         raise UserError(f"{cfg.embeddings}: holds no video embeddings (every video was skipped)")
     exclude = None
     if cfg.like is not None:
-        exclude = _stored_index(found, cfg.like)
+        # A --timeline file ranks windows: a video is ranked against all of them, its own included.
+        exclude = _stored_index(found, cfg.like) if found.windows is None else None
         if exclude is not None:
             query = found.vectors[exclude]
         elif Path(cfg.like).is_file():
@@ -400,7 +411,8 @@ def search(cfg: SearchConfig) -> SearchResult:
     k = min(cfg.top_k, len(found.videos) - (exclude is not None))
     values, indices = scores.topk(k) if k > 0 else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
     return SearchResult(str(cfg.embeddings), cfg.query, cfg.like,
-                        [(found.videos[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
+                        [(found.videos[int(i)], float(v)) for v, i in zip(values, indices, strict=True)],
+                        None if found.windows is None else [found.windows[int(i)] for i in indices])
 
 
 def _stored_index(found: Embeddings, video: str) -> int | None:
@@ -449,7 +461,11 @@ def print_search(result: SearchResult, as_json: bool) -> None:
     table = Table(title=escape(what), title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("video", overflow="fold")
+    if result.windows is not None:
+        table.add_column("start", justify="right")
+        table.add_column("end", justify="right")
     table.add_column("similarity", justify="right")
     for rank, (video, score) in enumerate(result.results, start=1):
-        table.add_row(str(rank), escape(video), f"{score:.4f}")
+        where = [f"{t:.2f}" for t in result.windows[rank - 1]] if result.windows is not None else []
+        table.add_row(str(rank), escape(video), *where, f"{score:.4f}")
     console.print(table)

@@ -787,13 +787,21 @@ class Predictor:
         )
 
     def timeline(self, video, classes: str | Sequence[str] | None = None, window: float = 2.0, stride: float = 1.0,
-                 top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None, bar=None):
+                 top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None, bar=None, stats=None):
         """Class probabilities per ``window`` seconds of one video file, every ``stride`` seconds: a
         ``mbgf_cli.timeline.VideoTimeline`` (``.to_json()``: ``{"video", "windows": [{"start", "end",
-        "top"}]}``)."""
-        from mbgf_cli.timeline import predictor_timeline
+        "top": [{"id", "label", "probability"}]}]}``). ``stats``: a ``DecodeStats`` to count into."""
+        from mbgf_cli import timeline
 
-        return predictor_timeline(self, video, classes, window, stride, top_k, crops, batch_size, labels_file, bar)
+        timeline.check_timeline(window, stride, top_k, batch_size, crops)
+        names = resolve_classes(classes, labels_file, self.class_names, self.name)
+        tokens = self.class_tokens(names)
+
+        def scores(views):
+            return score_views(self.model, views, tokens, self.autocast).probs
+
+        return timeline.video_timeline(self, video, names, scores, window, stride, top_k, crops, batch_size, stats,
+                                       bar)
 
     def embed(self, videos, views: tuple[int, int] = (1, 1), batch_size: int = 8, workers: int | None = None,
               decoder: str = "auto", strict: bool = False, bar=None) -> VideoEmbeddings:

@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -44,6 +45,12 @@ DEFAULT_STRIDE = 1.0
 # --------------------------------------------------------------------------------------------------
 
 
+class Ranked(NamedTuple):  # as inference.Ranked (this module sits below inference)
+    id: int
+    label: str
+    probability: float
+
+
 @dataclass
 class VideoTimeline:
     """The class probabilities of every window of one video: ``probs[w]`` for ``spans[w]`` (seconds)."""
@@ -54,9 +61,7 @@ class VideoTimeline:
     probs: torch.Tensor  # [W, K] softmax over classes, averaged over crops
     top_k: int = 5
 
-    def top(self, k: int | None = None) -> list[list]:
-        from mbgf_cli.inference import Ranked
-
+    def top(self, k: int | None = None) -> list[list[Ranked]]:
         k = max(1, min(self.top_k if k is None else k, len(self.class_names)))
         values, indices = self.probs.topk(k, dim=1)
         return [[Ranked(int(i), self.class_names[int(i)], float(p)) for p, i in zip(row_p, row_i, strict=True)]
@@ -163,57 +168,53 @@ def _run_windows(predictor, video, windows, compute, crops, batch_size, stats, b
     return spans, torch.cat(rows)
 
 
-def video_timeline(predictor, video: str, names: Sequence[str], window: float = DEFAULT_WINDOW,
-                   stride: float = DEFAULT_STRIDE, top_k: int = 5, crops: int = 1, batch_size: int = 8,
-                   stats: DecodeStats | None = None, bar=None) -> VideoTimeline:
-    """The timeline of one video against ``names`` (free text or the checkpoint's classes)."""
-    from mbgf_cli.inference import score_views
+class UnreadableVideo(UserError):
+    """A video a timeline cannot be made of; ``reason`` is the decoder's short reason."""
 
-    tokens = predictor.class_tokens(names)
-
-    def scores(views):
-        return score_views(predictor.model, views, tokens, predictor.autocast).probs
-
-    spans, probs = window_rows(predictor, video, window, stride, scores, crops, batch_size, stats, bar)
-    return VideoTimeline(video, list(names), spans, probs, top_k)
+    def __init__(self, video: str, reason: str):
+        super().__init__(f"{video}: cannot read video: {reason}")
+        self.video, self.reason = video, reason
 
 
-def check_timeline(window: float, stride: float, top_k: int, batch_size: int) -> None:
+def check_timeline(window: float, stride: float, top_k: int = 1, batch_size: int = 1, crops: int = 1) -> None:
     check_window(window, stride)
     for option, value in (("--top-k", top_k), ("--batch-size", batch_size)):
         if value < 1:
             raise UserError(f"{option} must be at least 1, not {value}")
-
-
-def predictor_timeline(predictor, video, classes=None, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
-                       top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None,
-                       bar=None) -> VideoTimeline:
-    """``Predictor.timeline``: one video file; an unreadable one is a ``UserError`` naming it."""
-    from mbgf_cli.data.readers import VideoError
-    from mbgf_cli.inference import resolve_classes
-
-    check_timeline(window, stride, top_k, batch_size)
     if crops not in (1, 3):
         raise UserError(f"crops must be 1 or 3, not {crops}")
-    names = resolve_classes(classes, labels_file, predictor.class_names, predictor.name)
+
+
+def video_timeline(predictor, video, names: Sequence[str], scores, window: float = DEFAULT_WINDOW,
+                   stride: float = DEFAULT_STRIDE, top_k: int = 5, crops: int = 1, batch_size: int = 8,
+                   stats: DecodeStats | None = None, bar=None) -> VideoTimeline:
+    """The timeline of one video file: ``scores(views)`` -> ``[B, K]`` probabilities of ``names``.
+    An unreadable video is an ``UnreadableVideo`` naming it."""
+    from mbgf_cli.data.readers import VideoError
+
     video = str(video)
     if not Path(video).is_file():
-        raise UserError(f"{video}: no such file")
+        raise UnreadableVideo(video, "missing")
     try:
-        return video_timeline(predictor, video, names, window, stride, top_k, crops, batch_size, bar=bar)
+        spans, probs = window_rows(predictor, video, window, stride, scores, crops, batch_size, stats, bar)
     except VideoError as e:
-        raise UserError(f"{video}: cannot read video: {e}") from None
+        raise UnreadableVideo(video, str(e)) from None
+    return VideoTimeline(video, list(names), spans, probs, top_k)
 
 
 # --------------------------------------------------------------------------------------------------
-# `mbgf predict --timeline`
+# Output: `mbgf predict --timeline`'s table, CSV and plot
 # --------------------------------------------------------------------------------------------------
 
 
-def check_plot(plot) -> None:
-    """``--plot FILE.png`` can be written, and matplotlib is there to draw it (before any work)."""
+def check_outputs(csv_file, plot) -> None:
+    """``--csv`` and ``--plot FILE.png`` can be written, and matplotlib is there to draw (before any work)."""
     from mbgf_cli.outputs import check_output_file
 
+    if csv_file:
+        check_output_file(csv_file, "--csv")
+    if not plot:
+        return
     if Path(plot).suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: give a .png file name")
     check_output_file(plot, "--plot")
@@ -223,46 +224,14 @@ def check_plot(plot) -> None:
         raise UserError("--plot needs matplotlib: pip install 'mbgf[plot]'") from None
 
 
-def predict(cfg) -> tuple[Timelines, dict]:
-    """``mbgf predict --timeline`` from a ``PredictConfig``: every check first, then each video."""
-    from mbgf_cli.console import progress
-    from mbgf_cli.data.readers import VideoError
-    from mbgf_cli.inference import ModelSource, Predictor, collect_videos, parse_views, resolve_classes
-    from mbgf_cli.outputs import check_output_file
-
-    window = DEFAULT_WINDOW if cfg.window is None else cfg.window
-    stride = DEFAULT_STRIDE if cfg.stride is None else cfg.stride
-    check_timeline(window, stride, cfg.top_k, cfg.batch_size)
-    crops = check_timeline_views(parse_views(cfg.views))
-    check_timeline_decoder(cfg.decoder)
-    if cfg.explain:
-        raise UserError("--explain is per video; it does not go with --timeline")
-    if cfg.csv:
-        check_output_file(cfg.csv, "--csv")
-    if cfg.plot:
-        check_plot(cfg.plot)
-    source = ModelSource(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size)
-    inputs = collect_videos(cfg.inputs, cfg.strict)
-    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
-    names = resolve_classes(cfg.classes, cfg.labels, predictor.class_names, predictor.name)
-    result = Timelines([])
-    with progress(transient=True) as bar:
-        for video in inputs.videos:
-            try:
-                result.videos.append(video_timeline(predictor, video, names, window, stride, cfg.top_k, crops,
-                                                    cfg.batch_size, bar=bar))
-            except VideoError as e:
-                if cfg.strict:
-                    raise UserError(f"{video}: cannot read video: {e} (without --strict it is skipped)") from None
-                result.skipped.append((video, str(e)))
-    if cfg.csv:
+def write_outputs(result: Timelines, csv_file, plot, top_k: int) -> None:
+    if csv_file:
         from mbgf_cli.fileio import atomic_write_text
 
-        Path(cfg.csv).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cfg.csv, result.csv_text(cfg.top_k))
-    if cfg.plot:
-        plot_timelines(result.videos, cfg.plot, cfg.top_k)
-    return result, {"model": predictor.name, "window": window, "stride": stride, "crops": crops}
+        Path(csv_file).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(csv_file, result.csv_text(top_k))
+    if plot:
+        plot_timelines(result.videos, plot, top_k)
 
 
 def print_timelines(result: Timelines, info: dict, cfg) -> None:

@@ -9,10 +9,12 @@ import typer
 
 from mbgf_cli.commands import options
 from mbgf_cli.commands.options import path_text
+from mbgf_cli.errors import UserError
 
 MODEL = "Model"
 DATA = "Data"
 OUTPUT = "Output"
+TIMELINE = "Timeline"
 
 
 def embed(
@@ -45,6 +47,13 @@ def embed(
                                    help="Replace an OUTPUT made from other videos or another model."),
     as_json: bool = typer.Option(False, "--json", rich_help_panel=OUTPUT, help="Print the summary as JSON."),
     stop_after_shards: Optional[int] = typer.Option(None, "--stop-after-shards", hidden=True),
+    timeline: bool = typer.Option(False, "--timeline", rich_help_panel=TIMELINE,
+                                  help="An embedding per window of each video (with its start and end), so that "
+                                       "mbgf search finds the moment. Decodes each video once."),
+    window: Optional[float] = typer.Option(None, "--window", show_default=False, rich_help_panel=TIMELINE,
+                                           help="--timeline: window length in seconds (default 2)."),
+    stride: Optional[float] = typer.Option(None, "--stride", show_default=False, rich_help_panel=TIMELINE,
+                                           help="--timeline: seconds from one window's start to the next (default 1)."),
 ):
     """Embed videos: unit-norm video embeddings [N, E] with their paths (and text embeddings), for search."""
     from mbgf_cli import embeddings
@@ -54,7 +63,16 @@ def embed(
         model=model, frames=frames, input_size=input_size, prompts=prompts, texts=texts, labels=path_text(labels),
         views=views, batch_size=batch_size, workers=workers, device=device, decoder=decoder, strict=strict, amp=amp,
         compile=compile_model, shard_size=shard_size, overwrite=overwrite, stop_after_shards=stop_after_shards,
+        timeline=timeline, window=window, stride=stride,
     )
+    if timeline:
+        from mbgf_cli import timeline_cli
+
+        embeddings.print_embed_summary(timeline_cli.embed(cfg), as_json)
+        return
+    for option, value in (("--window", window), ("--stride", stride)):
+        if value is not None:
+            raise UserError(f"{option} goes with --timeline")
     embeddings.print_embed_summary(embeddings.embed(cfg), as_json)
 
 

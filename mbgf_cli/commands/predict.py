@@ -71,8 +71,9 @@ def predict(
     )
     if timeline:
         from mbgf_cli import timeline as timelines
+        from mbgf_cli import timeline_cli
 
-        timelines.print_timelines(*timelines.predict(cfg), cfg)
+        timelines.print_timelines(*timeline_cli.predict(cfg), cfg)
         return
     for option, value in (("--window", window), ("--stride", stride), ("--plot", plot)):
         if value is not None:
