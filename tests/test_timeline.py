@@ -290,3 +290,30 @@ def test_readme_timeline_section_as_written(colour, tmp_path, monkeypatch, capsy
     scope = {}
     exec(compile(README_PYTHON, "README", "exec"), scope)
     assert scope["timeline"].probs.shape == (5, len(CLASS_NAMES))
+
+
+# --------------------------------------------------------------------------------------------------
+# benchmarks/timeline.py, at the smallest sizes
+# --------------------------------------------------------------------------------------------------
+
+
+def test_timeline_benchmark_smoke_run():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "timeline.py"
+    done = subprocess.run([sys.executable, str(script), "--short", "0.05", "--long", "0.2", "--batch-size", "4",
+                           "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    short, long = out["short"], out["long"]
+    assert (short["frames"], long["frames"], out["length_ratio"]) == (24, 96, 4.0)
+    assert (short["windows"], long["windows"]) == (2, 11)  # 3 s and 12 s in 2 s windows every 1 s
+    for row in (short, long):
+        assert row["frames"] - 2 <= row["decoded"] <= row["frames"]  # once each, up to the last one sampled
+        assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0
+        assert row["growth_mib"] == pytest.approx(row["peak_rss_mib"] - row["baseline_rss_mib"], abs=0.11)
+    assert out["peak_rss_ratio"] == pytest.approx(long["peak_rss_mib"] / short["peak_rss_mib"], abs=1e-3)
