@@ -243,9 +243,9 @@ def print_timelines(result: Timelines, info: dict, cfg) -> None:
         return
     for timeline in result.videos:
         k = min(cfg.top_k, len(timeline.class_names))
-        table = Table(title=f"{escape(timeline.video)}: top-{k} of {len(timeline.class_names)} classes per "
-                            f"{info['window']:g} s window, every {info['stride']:g} s ({info['model']})",
-                      title_justify="left", show_lines=k > 1)
+        table = Table(title=f"{escape(timeline.video)}: top-{k} of {len(timeline.class_names)} classes, "
+                            f"{info['window']:g} s windows every {info['stride']:g} s",
+                      caption=escape(info["model"]), caption_justify="left", title_justify="left", show_lines=k > 1)
         table.add_column("start", justify="right")
         table.add_column("end", justify="right")
         table.add_column("class")
