@@ -259,7 +259,7 @@ def print_timelines(result: Timelines, info: dict, cfg) -> None:
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
         err_console.print(f"[yellow]{len(result.skipped)} video(s) skipped (not readable):[/yellow] "
                           f"{escape(named)}{more}", highlight=False, soft_wrap=True)
-    for option, written in (("csv", cfg.csv), ("plot", cfg.plot)):
+    for option, written in (("csv", cfg.csv), ("plot", cfg.plot if result.videos else None)):
         if written:
             err_console.print(f"timeline {option} written to {written}", highlight=False)
 
