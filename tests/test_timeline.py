@@ -90,6 +90,21 @@ def test_the_timeline_reads_each_frame_once_through_predictor(colour, tmp_path):
                                                                                      for i in w.indices})
 
 
+def test_a_container_that_overstates_its_frames_is_planned_again_with_the_frames_there_are(colour, tmp_path,
+                                                                                        monkeypatch):
+    import mbgf_cli.timeline
+
+    _, checkpoint = colour
+    video = write_video(tmp_path / "v.mp4", frames=red_then_blue(2), fps=8)  # 32 frames
+    predictor = Predictor.from_checkpoint(checkpoint, amp="off")
+    honest = predictor.timeline(video, window=1.0, stride=1.0)
+    monkeypatch.setattr(mbgf_cli.timeline, "video_length", lambda path: (40, 8.0))  # a stale count
+    stats = DecodeStats()
+    replanned = predictor.timeline(video, window=1.0, stride=1.0, stats=stats)
+    assert replanned.spans == honest.spans == [(float(s), float(s + 1)) for s in range(4)]
+    assert torch.equal(replanned.probs, honest.probs) and stats.decoded == 32 + 32  # the short pass, then one more
+
+
 # --------------------------------------------------------------------------------------------------
 # Scores
 # --------------------------------------------------------------------------------------------------
