@@ -110,11 +110,12 @@ def ratios(seconds: dict) -> dict:
     of the setting, >1 is faster) and MBGF's cost (time with / without, at the same precision)."""
     out = {}
     pairs = (("bf16_speedup", "fp32", "bf16"), ("compiled_speedup", "fp32", "compiled"),
-             ("compiled_bf16_speedup", "fp32", "compiled-bf16"), ("compiled_over_bf16_speedup", "bf16", "compiled-bf16"))
+             ("compiled_bf16_speedup", "fp32", "compiled-bf16"), ("compiled_over_bf16_speedup", "bf16", "compiled-bf16"),
+             ("onnx_speedup", "fp32", "onnx"), ("onnx_over_bf16_speedup", "bf16", "onnx"))
     for key, reference, setting in pairs:
         if reference in seconds and setting in seconds:
             out[key] = seconds[reference] / seconds[setting]
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "onnx"):
         if precision in seconds and f"{precision}-no-mbgf" in seconds:
             out[f"mbgf_cost_{precision}"] = seconds[precision] / seconds[f"{precision}-no-mbgf"]
     return out
@@ -158,6 +159,7 @@ def measure_model(bench: Bench, name: str, settings: list, batch: int, frames: i
                    "warmup_s": warm[s.name]}
         if s.compiled:
             figures["compile"] = compile_state(models[s.name])
+        figures.update(getattr(models[s.name], "figures", {}))  # what a setting measures besides time
         result["settings"][s.name] = figures
     return result
 

@@ -281,3 +281,13 @@ class RuntimeOptions:
     compile: bool = option(False, "--compile", panel=RUN,
                            help="torch.compile the video encoder (a warning, and no compiling, where no compiler "
                                 "works).")
+
+
+@dataclass
+class ClassOptions:
+    """Which classes a model scores: free text or a labels file (default: the checkpoint's own)."""
+
+    classes: str | None = option(None, "--classes", panel=CLASSES,
+                                 help='Free-text classes, comma-separated: "juggling balls, riding a bike".')
+    labels: str | None = option(None, "--labels", panel=CLASSES, path=True,
+                                help="Classes from a file: id,name CSV (labels.csv) or one name a line.")

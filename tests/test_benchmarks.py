@@ -68,3 +68,17 @@ def test_predict_script_json():
                                         "model_videos_per_s", "predict_videos_per_s"))
     assert out["ratio"] == pytest.approx(out["predict_videos_per_s"] / out["decode_videos_per_s"])
     assert out["ratio_to_one_decoder"] == pytest.approx(out["predict_videos_per_s"] / out["decode_one_process_videos_per_s"])
+
+
+def test_inference_script_runs_onnxruntime_on_the_same_batch_as_torch():
+    # README: python benchmarks/inference.py --models tiny --settings fp32,bf16,onnx --json
+    out = run_json([sys.executable, BENCHMARKS / "inference.py", "--device", "cpu", "--models", "tiny", "--tiny-batch",
+                    "2", "--settings", "fp32,bf16,onnx", "--rounds", "1", "--warmup", "0", "--json"])
+    (model,) = out["models"]
+    settings, ratios = model["settings"], model["ratios"]
+    assert list(settings) == ["fp32", "bf16", "onnx"]
+    onnx = settings["onnx"]
+    assert onnx["provider"] == "CPUExecutionProvider" and onnx["export_s"] > 0
+    assert onnx["max_rel_diff_to_torch_fp32"] < 1e-4  # the same logits as torch on the same batch
+    assert ratios["onnx_speedup"] == pytest.approx(settings["fp32"]["batch_ms"] / onnx["batch_ms"])
+    assert ratios["onnx_over_bf16_speedup"] == pytest.approx(settings["bf16"]["batch_ms"] / onnx["batch_ms"])

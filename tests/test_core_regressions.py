@@ -162,7 +162,7 @@ def test_a_device_that_is_not_here_is_one_line(colour, capsys, command):
     root, checkpoint = colour
     args = {"predict": ["predict", root / "val.txt"], "eval": ["eval", "--root", root]}[command]
     code, _, stderr = run_cli([*args, "-c", checkpoint, "--device", "cuda:7", "--workers", "0"], capsys)
-    assert code == 2 and "--device cuda:7: no such device here (available: cpu" in " ".join(stderr.split()), stderr
+    assert code == 2 and "--device cuda:7: this machine has no such device; it has cpu" in " ".join(stderr.split()), stderr
 
 
 def test_the_tiny_fp32_rule_has_a_switch(monkeypatch):

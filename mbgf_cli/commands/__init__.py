@@ -21,3 +21,4 @@ def register_all(app: typer.Typer) -> None:
     from mbgf_cli.commands import base2novel; base2novel.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import k600_zeroshot; k600_zeroshot.register(app)  # noqa: E702, I001 - one line per command
     from mbgf_cli.commands import reproduce; reproduce.register(app)  # noqa: E702, I001 - one line per command
+    from mbgf_cli.commands import demo; demo.register(app)  # noqa: E702, I001 - one line per command

@@ -10,12 +10,12 @@ from mbgf_cli.errors import UserError
 from mbgf_cli.settings import (
     ABOVE_0,
     AT_LEAST_1,
-    CLASSES,
     DATA,
     MODEL,
     OUTPUT,
     RUN,
     TIMELINE,
+    ClassOptions,
     LoadingOptions,
     ModelSourceOptions,
     RuntimeOptions,
@@ -54,12 +54,8 @@ class TimelineOptions:
 
 
 @dataclass
-class PredictConfig(ModelSourceOptions, LoadingOptions, RuntimeOptions, TimelineOptions):
+class PredictConfig(ClassOptions, ModelSourceOptions, LoadingOptions, RuntimeOptions, TimelineOptions):
     inputs: list[str] = argument(..., metavar="PATH...", path=True, help=VIDEO_PATHS_HELP)
-    classes: str | None = option(None, "--classes", panel=CLASSES,
-                                 help='Free-text classes, comma-separated: "juggling balls, riding a bike".')
-    labels: str | None = option(None, "--labels", panel=CLASSES, path=True,
-                                help="Classes from a file: id,name CSV (labels.csv) or one name a line.")
     top_k: int = option(5, "--top-k", "-k", panel=OUTPUT, range=AT_LEAST_1, help="Classes shown per video.")
     explain: bool = option(False, "--explain", panel=OUTPUT,
                            help="MBGF's gate weights (appearance, temporal, motion) per video.")

@@ -112,6 +112,11 @@ def load_model(source: ModelSource, prompts: str | None = None, strict: bool = T
         model = pretrained_model(source.pretrained, source.model, source.frames or 8, source.input_size)
         return LoadedModel(model, [], prompts or "all", None, f"zero-shot {model.config.name} ({source.pretrained})",
                            source)
+    if str(source.checkpoint).lower().endswith(".onnx"):  # mbgf export --format onnx: run by onnxruntime
+        from mbgf_cli.interop.onnx import load_onnx
+
+        onnx = load_onnx(source.checkpoint, prompts, source.frames, source.input_size)
+        return LoadedModel(onnx.model, onnx.class_names, onnx.prompts, onnx.templates, onnx.name, source)
     # An mbgf checkpoint folder, or an OpenAI / ActionCLIP / X-CLIP file converted on the fly.
     model, meta = interop.load_any_checkpoint(source.checkpoint, frames=source.frames, strict=strict)
     recorded = (meta.get("train") or {}).get("prompts")
