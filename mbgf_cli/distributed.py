@@ -37,24 +37,22 @@ def is_main() -> bool:
     return not active() or dist.get_rank() == 0
 
 
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def setup(device: str | None = None) -> Context:
     """Join the process group torchrun describes (nccl on CUDA, gloo on CPU) and pick this rank's device.
 
-    ``device``: "cpu", "cuda" or None (CUDA when available).
+    ``device``: "cpu", "cuda", "cuda:N" or None (CUDA when available); under torchrun each process takes
+    the GPU of its local rank. A device that is not here is one line naming it and those that are.
     """
-    device = resolve_device(device).type  # a device that is not here: one line naming those that are
+
+    asked = resolve_device(device)
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        torch_device = torch.device("cuda", local_rank)
-    else:
-        torch_device = torch.device(device)
+    torch_device = asked
+    if asked.type == "cuda":
+        index = local_rank if world_size > 1 or asked.index is None else asked.index
+        torch_device = resolve_device(f"cuda:{index}")
+        torch.cuda.set_device(torch_device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
         timeout = timedelta(minutes=30)

@@ -225,7 +225,10 @@ def check_run_record(run_dir: str | os.PathLike, record: dict) -> None:
                 "use another --output, or delete the run folder to redo it"
             )
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from mbgf_cli import outputs, run_folder
+
+    run_folder.claim(path.parent)  # a training run's folder, holding the few-shot record beside the run
+    outputs.record_outputs(path.parent, run_folder.KIND, [RUN_RECORD])
     atomic_write_json(path, record, sort_keys=True)
 
 

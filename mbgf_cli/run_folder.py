@@ -1,9 +1,13 @@
 """A run folder's lifecycle: who may use it, what it already holds, and what a new start does with it.
 
-A run folder is the unit of a training run (DESIGN.md, "Run lifecycle"): ``config.json``,
-``metrics.jsonl``, ``summary.json``, the ``last/``, ``best/`` and ``step/`` checkpoints. Any trace of a
-run makes the folder *that* run: a new start of the same configuration continues it, another
-configuration is refused (``--overwrite`` starts again, deleting only the run's own files).
+A run folder is the unit of a training run (docs/DESIGN.md, "Run lifecycle"): ``config.json``,
+``metrics.jsonl``, ``summary.json``, the ``last/``, ``best/`` and ``step/`` checkpoints. A folder is a
+run only when mbgf's output marker (``mbgf_cli/outputs.py``, kind "train") says so, or when it is a run
+folder of an earlier version (no marker, but a run's ``config.json`` and an mbgf checkpoint in ``last/``
+or ``best/``; adopted on start). Any other non-empty folder is the user's and is refused, ``--overwrite``
+or not. In a run folder, a new start of the same configuration continues the run, another configuration
+is refused (``--overwrite`` starts again, deleting only what the marker lists); a run that computed
+nothing yet (only its ``config.json``) is taken by the next start, whatever its configuration.
 
 While a run uses the folder it holds an exclusive ``flock`` on ``.mbgf-run.lock`` inside it, which
 records the holder's PID and host. The kernel drops the lock when the holder dies (a SIGKILL too), so
@@ -12,19 +16,23 @@ a lock is never left stuck; under torchrun only rank 0 locks.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
-import math
 import os
 import re
 import shutil
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from mbgf_cli import train_config
 from mbgf_cli.errors import UserError
+from mbgf_cli.train_config import config_differences
 
 LOCK_FILE = ".mbgf-run.lock"
+KIND = "train"  # the output marker's kind of a run folder
 
 # What makes a folder a run: any of these (checkpoints, the record of the epochs, the configuration).
 TRACES = ("last", "best", "step", "metrics.jsonl", "config.json", "summary.json")
@@ -133,6 +141,64 @@ def describe_holder(lock_path: Path) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def legacy_run(folder) -> bool:
+    """A run folder an earlier version wrote (before the output marker): no marker, a ``config.json`` that
+    parses as a run's configuration, and an mbgf checkpoint in ``last/`` or ``best/``."""
+    from mbgf_cli import checkpoint, outputs
+
+    folder = Path(folder)
+    if outputs.read_marker(folder) is not None:
+        return False
+    try:
+        recorded = read_recorded_config(folder)
+    except UserError:
+        return False
+    known = {f for f in train_config.TrainConfig.__dataclass_fields__}
+    if recorded is None or not {"model", "variant", "epochs", "lr", "seed"} <= set(train_config.recorded_settings(recorded)) <= known:
+        return False
+    for name in ("last", "best"):
+        try:
+            if "config" in checkpoint.read_meta(folder / name):
+                return True
+        except (UserError, OSError, ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
+def is_run(folder) -> bool:
+    """``folder`` holds a training run: mbgf's marker of kind "train", or an earlier version's run."""
+    from mbgf_cli import outputs
+
+    marker = outputs.read_marker(folder)
+    return (marker or {}).get("kind") == KIND or legacy_run(folder)
+
+
+def check_run_folder(folder, overwrite: bool = False) -> Path:
+    """``--output`` can hold this run (checked before any work): absent, empty, a run folder, or left with
+    only a lock by a start that stopped at once. Anything else is the user's: refused."""
+    from mbgf_cli import outputs
+
+    folder = Path(folder)
+    if folder.is_dir() and ({p.name for p in folder.iterdir()} <= {LOCK_FILE} or legacy_run(folder)):
+        return folder
+    return outputs.check_output_folder(folder, "--output", KIND, overwrite)
+
+
+def claim(folder) -> None:
+    """Mark ``folder`` as a run's: the marker lists the names a run writes (``--overwrite`` removes those
+    and nothing else). An earlier version's run folder is adopted the same way."""
+    from mbgf_cli import outputs
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    outputs.record_outputs(folder, KIND, ARTEFACTS)
+
+
+def computed_nothing(folder) -> bool:
+    """A run that stopped before it computed anything (a refused setting, a NaN before the first epoch
+    ended): nothing but its ``config.json``. The next start may take its folder."""
+    return set(traces(folder)) <= {"config.json"}
+
+
 def traces(folder) -> list[str]:
     """The names in ``folder`` that show a run was started there (empty: a fresh folder)."""
     folder = Path(folder)
@@ -159,19 +225,13 @@ def remove_stale_temporaries(folder) -> list[Path]:
 
 
 def overwrite(folder) -> list[str]:
-    """``--overwrite``: delete the run's own files (checkpoints, records, logs); anything else in the
-    folder (the user's notes, data) stays. Returns the names removed."""
-    folder = Path(folder)
-    removed = []
-    for name in ARTEFACTS:
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-        else:
-            continue
-        removed.append(name)
+    """``--overwrite``: delete the run's own files (what the marker lists: checkpoints, records, logs);
+    anything else in the folder (the user's notes, data) stays. Returns the names removed."""
+    from mbgf_cli import outputs
+
+    if legacy_run(folder):
+        claim(folder)
+    removed = outputs.remove_recorded(folder)
     remove_stale_temporaries(folder)
     return removed
 
@@ -254,32 +314,6 @@ def read_recorded_config(folder) -> dict | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:
-    """``(name, recorded value, current value)`` for each setting that differs, in ``current``'s order.
-
-    Numbers compare by value (a JSON round trip turns 1e-3 into 0.001 and 2 into 2.0 alike); a key
-    only one side has counts as a difference unless its value there is None (an option added later).
-    """
-    differences = []
-    for key in [*current, *(k for k in recorded if k not in current)]:
-        if key in ignore:
-            continue
-        there, here = recorded.get(key), current.get(key)
-        if not _same(there, here):
-            differences.append((key, there, here))
-    return differences
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or a == b and type(a) is type(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 def option_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -303,3 +337,115 @@ def describe_differences(differences, left: str = "there", right: str = "here") 
 def refuse_other_configuration(folder, differences) -> UserError:
     return UserError(f"{folder} holds a run of another configuration ({describe_differences(differences)}); "
                      "resume it with the same options, or --overwrite, or another --output")
+
+
+# --------------------------------------------------------------------------------------------------
+# Taking the folder for a run
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a run continues from: a resumable checkpoint and its training state."""
+
+    directory: Path
+    saved: dict
+
+
+def open_run_folder(cfg, ctx, start: Start | None, held: contextlib.ExitStack) -> Start | None:
+    """Take the run folder for this run: rank 0 locks it (held until the run ends), marks it as a run's,
+    removes what killed writers left, and decides where the run starts (:func:`choose_start`); every
+    process then loads the checkpoint it continues from."""
+    from mbgf_cli import checkpoint, distributed
+    from mbgf_cli.fileio import atomic_write_json
+
+    out = Path(cfg.out)
+    decision = None
+    if ctx.is_main:
+        try:
+            check_run_folder(out, cfg.overwrite)  # again: another start may have written meanwhile
+            held.enter_context(RunLock(out))
+            remove_stale_temporaries(out)
+            resume = str(start.directory) if start is not None else choose_start(cfg, out)
+            claim(out)
+            if resume is None or not (out / "config.json").is_file():
+                atomic_write_json(out / "config.json", cfg.to_dict())  # every setting, presets filled in
+            decision = {"resume": resume}
+        except UserError as e:  # every process stops with the same message
+            decision = {"error": str(e)}
+    decision = distributed.broadcast_object(decision)
+    if "error" in decision:
+        raise UserError(decision["error"])
+    if start is None and decision["resume"] is not None:
+        directory = Path(decision["resume"])
+        start = Start(directory, checkpoint.load_train_state(directory))
+    return start
+
+
+def choose_start(cfg, out: Path) -> str | None:
+    """``--resume auto``: the checkpoint to continue from, None to start afresh. A run folder is that run:
+    continued when its configuration is this one, refused otherwise; ``--overwrite`` first deletes the
+    run's own files. A run that computed nothing yet (only its config.json) is replaced."""
+    from mbgf_cli import checkpoint
+    from mbgf_cli.console import err_console
+
+    if cfg.overwrite or (computed_nothing(out) and traces(out)):
+        removed = overwrite(out)
+        if removed and cfg.overwrite:
+            err_console.print(f"--overwrite: removed {', '.join(removed)} from {out}", highlight=False)
+        return None
+    found = traces(out)
+    if not found:
+        return None
+    newest = newest_checkpoint(out)
+    recorded = read_recorded_config(out)
+    if recorded is None and newest is not None:
+        recorded = checkpoint.load_train_state(newest)["config"]
+    if recorded is not None:
+        differences = config_differences(train_config.recorded_settings(recorded), cfg.to_dict(),
+                                         ignore=train_config.NOT_COMPARED)
+        if differences:
+            raise refuse_other_configuration(out, differences)
+    if newest is not None:
+        return str(newest)
+    shown = ", ".join(name + ("/" if (out / name).is_dir() else "") for name in found)
+    raise UserError(f"{out} holds a run already ({shown}) but no last/ or step/ checkpoint to continue it from; "
+                    f"start it again with --overwrite, or choose another {train_config.flag('out')}")
+
+
+@contextlib.contextmanager
+def disk_full_advice(out: Path):
+    """A full disk while writing the run: advice that works from where the run is (no resumable
+    checkpoint yet: only a new start can go on)."""
+    try:
+        yield
+    except UserError as e:
+        if "no space left on the device" not in str(e):
+            raise
+        what = str(e).split("; free some space")[0]
+        try:
+            resumable = newest_checkpoint(out) is not None
+        except UserError:
+            resumable = False
+        advice = ("free some space, then run the same command again: it continues from the newest checkpoint"
+                  if resumable else "no resumable checkpoint was written yet: free some space, then run the same "
+                  "command again with --overwrite")
+        raise UserError(f"{what}; {advice}") from None
+
+
+def default_out_dir(cfg) -> str:
+    """``runs/<dataset>-<model>-<variant>[-mbgf]``: the first of it and its numbered siblings (-2, -3, ...)
+    that is empty, or that holds a run of this very configuration (which then continues)."""
+    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{cfg.model}-{cfg.variant}{'-mbgf' if cfg.mbgf else ''}"
+    wanted = cfg.to_dict()
+    candidate, number = base, 1
+    while Path(candidate).exists() and any(Path(candidate).iterdir()):
+        try:
+            recorded = read_recorded_config(candidate) if is_run(candidate) else None
+        except UserError:
+            recorded = None
+        if recorded is not None and not config_differences(recorded, wanted, ignore=train_config.NOT_COMPARED):
+            break
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate

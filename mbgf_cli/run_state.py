@@ -1,16 +1,22 @@
-"""The state of a training run, how it is saved and restored, and how a run is asked to stop.
+"""The one owner of a training run's state, how it is saved and restored, and how a run is asked to stop.
 
-:class:`RunState` is where a run is (epoch, step, iteration, the epoch's running sums, the history of
-finished epochs, the best one) together with what it saves (the model, optimiser, grad scaler and
-every process's random state). :meth:`RunState.save` is the one checkpoint call of the engine and
-:meth:`RunState.restore` its inverse, so a resumed run continues bit for bit. :class:`StopFlag` is the
-one place signals are handled.
+:class:`Run` holds everything a run is: its resolved settings, the model, optimiser, grad scaler,
+schedule, data, tracker, and its :class:`Progress` (epoch, step, iteration, the epoch's running sums,
+the history of finished epochs, the best one). :meth:`Run.save` is the one checkpoint call of the
+engine and :meth:`Run.restore` its inverse, so a resumed run continues bit for bit. A resumable
+checkpoint (``last/``, ``step/``) is taken only between optimiser steps, so no half-accumulated
+gradient is ever pending; it carries the weights, the optimiser's and grad scaler's state, every
+process's random state (torch, NumPy, Python, CUDA) and the position. The rest is a function of the
+position: the data order and augmentation (seed, epoch, video), the loader's skip into the epoch
+(step x accumulation micro-batches), the lr (the schedule at the iteration) and mixup's draws (seed,
+iteration, rank). :class:`StopFlag` is the one place signals are handled.
 """
 
 from __future__ import annotations
 
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +25,7 @@ import torch
 
 from mbgf_cli import checkpoint, distributed
 from mbgf_cli.console import err_console
-from mbgf_cli.train_config import TrainConfig
+from mbgf_cli.train_config import ResolvedConfig
 
 
 def new_epoch_sums() -> dict:
@@ -27,29 +33,20 @@ def new_epoch_sums() -> dict:
 
 
 @dataclass
-class RunState:
-    """Where a run is, and the objects whose state a resume needs.
+class Progress:
+    """Where a run is. ``epoch``: epochs finished (so also the index of the one in progress); ``step``:
+    optimiser steps done in that epoch; ``iteration``: optimiser steps done in the run; ``sums``: the
+    epoch's running loss, clips and seconds; ``history``: one record per finished epoch (the lines of
+    metrics.jsonl); ``best``: the record of the best evaluated epoch so far; ``saved_at``: the position
+    ``last/`` holds."""
 
-    ``epoch``: epochs finished (so also the index of the one in progress); ``step``: optimiser steps
-    done in that epoch; ``iteration``: optimiser steps done in the run; ``sums``: the epoch's running
-    loss, clips and seconds; ``history``: one record per finished epoch (the lines of metrics.jsonl);
-    ``best``: the record of the best evaluated epoch so far.
-    """
-
-    out: Path
-    cfg: TrainConfig
-    ctx: distributed.Context
-    model: torch.nn.Module  # the bare model (not its DistributedDataParallel wrapper)
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    class_names: list[str]
     epoch: int = 0
     step: int = 0
     iteration: int = 0
     sums: dict = field(default_factory=new_epoch_sums)
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
-    saved_at: tuple[int, int, int] | None = None  # the position last/ holds
+    saved_at: tuple[int, int, int] | None = None
 
     @property
     def position(self) -> tuple[int, int, int]:
@@ -63,11 +60,15 @@ class RunState:
         self.sums["clips"] += clips
         self.sums["seconds"] += seconds
 
+    @property
+    def clips_per_s(self) -> float:
+        return self.sums["clips"] / max(self.sums["seconds"], 1e-9)
+
     def epoch_record(self, lr: float) -> dict:
         """The finished epoch's training numbers; evaluation adds its own."""
         sums = self.sums
         return {"epoch": self.epoch + 1, "iteration": self.iteration, "train_loss": sums["loss"] / max(sums["steps"], 1),
-                "lr": lr, "clips_per_s": sums["clips"] / max(sums["seconds"], 1e-9), "train_seconds": sums["seconds"]}
+                "lr": lr, "clips_per_s": self.clips_per_s, "train_seconds": sums["seconds"]}
 
     def end_epoch(self, record: dict, skipped_train: int) -> bool:
         """Close the epoch with its record (completed here: best top-1, skipped videos) and move to the
@@ -81,6 +82,39 @@ class RunState:
         self.epoch, self.step, self.sums = self.epoch + 1, 0, new_epoch_sums()
         return improved
 
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "iteration": self.iteration, "sums": dict(self.sums)}
+
+
+@dataclass
+class Run:
+    """Everything a run is, built once by ``training.start_run``; the loop reads and advances it."""
+
+    cfg: ResolvedConfig  # every setting, recipe values filled in; read-only
+    ctx: distributed.Context
+    out: Path
+    model: torch.nn.Module  # the bare model: what is saved and restored
+    step_model: torch.nn.Module  # what the steps call (DistributedDataParallel under torchrun, else model)
+    data: object  # training.RunData
+    class_tokens: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: object  # a torch.autocast, or a null context
+    schedule: object  # training.Schedule
+    tracker: object  # tracking.Tracker: metrics.jsonl, TensorBoard / W&B (rank 0; a no-op elsewhere)
+    callbacks: object  # training.Callbacks
+    precision: str  # what --amp chose and why, for the header
+    display: object = None  # train_display.Display: the epoch table, plain lines in logs
+    progress: Progress = field(default_factory=Progress)
+    started: float = field(default_factory=time.perf_counter)  # when this invocation began
+    stop: StopFlag = field(default_factory=lambda: StopFlag())
+    stopping: bool = False  # every process agreed to stop inside the epoch
+    last_result: object = None  # the latest evaluation (its confusion matrix goes to the tracker at the end)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.data.class_names
+
     # ------------------------------------------------------------------------------------------ files
 
     def save(self, kind: str = "last") -> Path:
@@ -88,22 +122,22 @@ class RunState:
         ``--save-every`` steps) hold the weights and everything a resume needs, ``best`` the weights and
         metrics. Every process calls it (each holds its own random state); rank 0 writes, atomically, and
         the others wait so that nobody reads a half-written one."""
-        directory = self.out / kind
+        directory, progress = self.out / kind, self.progress
         state = self.train_state() if kind in ("last", "step") else None
         if self.ctx.is_main:
             meta = {
                 "config": self.model.config.to_dict(),
                 "class_names": list(self.class_names),
-                "epoch": self.epoch,
-                "metrics": self.history[-1] if self.history else {},
+                "epoch": progress.epoch,
+                "metrics": progress.history[-1] if progress.history else {},
                 "train": {"dataset": self.cfg.dataset, "seed": self.cfg.seed, "prompts": self.cfg.prompts},
             }
-            if self.step:  # saved inside an epoch: which one, and how far into it
-                meta["position"] = {"epoch": self.epoch + 1, "step": self.step}
+            if progress.step:  # saved inside an epoch: which one, and how far into it
+                meta["position"] = {"epoch": progress.epoch + 1, "step": progress.step}
             checkpoint.save_checkpoint(directory, self.model, meta, state)
         distributed.barrier()
         if kind == "last":
-            self.saved_at = self.position
+            progress.saved_at = progress.position
         return directory
 
     def train_state(self) -> dict:
@@ -123,23 +157,22 @@ class RunState:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": rng,
-            "position": {"epoch": self.epoch, "step": self.step, "iteration": self.iteration,
-                         "sums": dict(self.sums)},
-            "history": self.history,
-            "best": self.best,
+            "position": self.progress.to_dict(),
+            "history": self.progress.history,
+            "best": self.progress.best,
         }
 
-    def restore(self, saved: dict) -> None:
-        """Continue the run saved in ``cfg.resume`` (``saved``: its training state) exactly where it stopped."""
-        checkpoint.load_weights(self.model, self.cfg.resume)
+    def restore(self, directory: Path, saved: dict) -> None:
+        """Continue the run saved in ``directory`` (``saved``: its training state) exactly where it stopped."""
+        checkpoint.load_weights(self.model, directory)
         self.optimizer.load_state_dict(saved["optimizer"])
         if saved["scaler"]:
             self.scaler.load_state_dict(saved["scaler"])
         position = saved["position"]
-        self.epoch, self.step, self.iteration = position["epoch"], position["step"], position["iteration"]
-        self.sums, self.history, self.best = position["sums"], saved["history"], saved["best"]
+        self.progress = Progress(position["epoch"], position["step"], position["iteration"], position["sums"],
+                                 saved["history"], saved["best"])
         set_rng_state(saved["rng"], self.ctx)
-        self.saved_at = self.position
+        self.progress.saved_at = self.progress.position
 
     def summary(self) -> dict:
         def entry(record):
@@ -149,9 +182,10 @@ class RunState:
                     "mean_class": record.get("mean_class"), "videos": record.get("videos"),
                     "train_loss": record.get("train_loss")}
 
-        evaluated = [r for r in self.history if "top1" in r]
-        return {"best": entry(self.best), "final": entry(evaluated[-1] if evaluated else None),
-                "epochs": len(self.history),
+        history = self.progress.history
+        evaluated = [r for r in history if "top1" in r]
+        return {"best": entry(self.progress.best), "final": entry(evaluated[-1] if evaluated else None),
+                "epochs": len(history), "wall_seconds": time.perf_counter() - self.started,
                 "checkpoints": {"last": str(self.out / "last"), "best": str(self.out / "best")}}
 
 
@@ -212,6 +246,10 @@ class StopFlag:
         self.requested = False
         self.signal: signal.Signals | None = None
         self._previous: dict = {}
+
+    def request(self) -> None:
+        """Stop as after Ctrl-C, without a signal (a test's fault injection)."""
+        self.requested = True
 
     @property
     def exit_code(self) -> int:

@@ -37,7 +37,8 @@ WANDB_ID_FILE = "mbgf-run-id"  # inside WANDB_DIR: a resumed run continues the s
 
 
 def parse_backends(values) -> tuple[str, ...]:
-    """``--log tensorboard``, ``--log tensorboard,wandb``, ``--log none`` -> the backends, checked."""
+    """``--report-to tensorboard``, ``--report-to tensorboard,wandb``, ``--report-to none`` -> the backends,
+    checked."""
     if values is None:
         return ()
     names = []
@@ -46,7 +47,7 @@ def parse_backends(values) -> tuple[str, ...]:
     names = [n for n in names if n != "none"]
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
-        raise UserError(f"--log {unknown[0]}: not a tracker; choose tensorboard, wandb (or both) or none")
+        raise UserError(f"--report-to {unknown[0]}: not a tracker; choose tensorboard, wandb (or both) or none")
     return tuple(dict.fromkeys(names))
 
 
@@ -58,13 +59,13 @@ def check_available(backends) -> None:
                 import tensorboard  # noqa: F401
                 from torch.utils.tensorboard import SummaryWriter  # noqa: F401
             except ImportError:
-                raise UserError("--log tensorboard needs the tensorboard package: pip install 'mbgf[log]' "
+                raise UserError("--report-to tensorboard needs the tensorboard package: pip install 'mbgf[log]' "
                                 "(or pip install tensorboard)") from None
         elif name == "wandb":
             try:
                 import wandb  # noqa: F401
             except ImportError:
-                raise UserError("--log wandb needs the wandb package: pip install wandb") from None
+                raise UserError("--report-to wandb needs the wandb package: pip install wandb") from None
 
 
 # --------------------------------------------------------------------------------------------------

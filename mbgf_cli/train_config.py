@@ -11,7 +11,8 @@ Light on purpose (no torch): the command line reads it to build ``--help``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import FrozenInstanceError, asdict, dataclass, fields
 from pathlib import Path
 
 from mbgf_cli import presets
@@ -156,11 +157,28 @@ def flag(name: str) -> str:
     return next(f.metadata["flags"][0].split("/")[0] for f in fields(TrainConfig) if f.name == name)
 
 
+class ResolvedConfig(TrainConfig):
+    """A :class:`TrainConfig` with the recipe's values filled in and every value checked
+    (:func:`resolve_config`), read-only: the engine resolves the options once and reads only this.
+    ``dataclasses.replace`` gives another (also read-only) one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_sealed", False):
+            raise FrozenInstanceError(f"cannot assign to {name!r}: a resolved training config is read-only")
+        object.__setattr__(self, name, value)
+
+
 # Options that may change when resuming: they do not change what is computed.
 RESUME_OVERRIDABLE = ("workers", "decoder", "device", "plot", "strict", "report_to", "save_every", "compile")
 TEST_HOOKS = ("inject_nan_at_step", "stop_at_step", "kill_at_step")  # never carried over into a resumed run
+# Keys that runs of earlier versions recorded under another name: read as the field they became.
+RENAMED_KEYS = {"log": "report_to"}
 # What two configurations of one run may differ in: where it runs and what it writes besides its results.
-NOT_COMPARED = (*RESUME_OVERRIDABLE, *TEST_HOOKS, "resume", "out", "overwrite")
+NOT_COMPARED = (*RESUME_OVERRIDABLE, *TEST_HOOKS, *RENAMED_KEYS, "resume", "out", "overwrite")
 
 
 def explicit_resume(cfg: TrainConfig) -> bool:
@@ -191,52 +209,90 @@ def check_resume_options(cfg: TrainConfig) -> None:
                         f"{', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may be given)")
 
 
+def recorded_settings(recorded: dict) -> dict:
+    """A recorded configuration (config.json, a checkpoint's) with renamed keys read as today's fields."""
+    settings = dict(recorded)
+    for old, new in RENAMED_KEYS.items():
+        if old in settings:
+            value = settings.pop(old)
+            settings.setdefault(new, value)
+    return settings
+
+
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
+
+
+def check_recorded_types(recorded: dict, source: str) -> None:
+    """Each key a field, each value of its field's type: one line naming the key."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    for key, value in recorded.items():
+        if key not in types:
+            raise UserError(f"{source}: {key!r} is not a training setting (see mbgf train --help for the options)")
+        names = [t.strip() for t in str(types[key]).split("|")]
+        accepted = tuple(t for name in names for t in _JSON_TYPES.get(name, (object,)))
+        if not isinstance(value, accepted) or (isinstance(value, bool) and "bool" not in names):
+            wanted = " or ".join("null" if n == "None" else "a number" if n == "float" else
+                                 {"str": "a string", "int": "an integer", "bool": "true/false"}.get(n, n) for n in names)
+            raise UserError(f"{source}: {key!r} must be {wanted}, not {json.dumps(value)}")
+
+
 def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
     """``--config RUN/config.json``: the recorded configuration, with the options in ``given`` (the names
     of those given on the command line) taken from ``cfg``. Returns it and the ``(name, recorded, given)``
-    differences. Where it runs (--output, --resume) and test hooks are not replayed."""
-    from mbgf_cli import run_folder
-
+    differences. Where it runs (--output, --resume) and test hooks are not replayed. An unknown key or a
+    value of the wrong type is refused, naming the key."""
     path = Path(path)
     try:
         recorded = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"--config {path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"--config {path}: not a run's config.json ({' '.join(str(e).split())})") from None
-    known = {f.name for f in fields(TrainConfig)}
-    if not isinstance(recorded, dict) or not known & set(recorded):
-        raise UserError(f"--config {path}: not a run's config.json (no training options in it)")
-    recorded = {k: v for k, v in recorded.items() if k in known and k not in ("out", "resume", "overwrite", *TEST_HOOKS)}
+    if not isinstance(recorded, dict):
+        raise UserError(f"--config {path}: not a run's config.json (a JSON object of training settings)")
+    recorded = recorded_settings(recorded)
+    check_recorded_types(recorded, f"--config {path}")
+    recorded = {k: v for k, v in recorded.items() if k not in ("out", "resume", "overwrite", *TEST_HOOKS)}
     values = {**cfg.to_dict(), **recorded, **{k: getattr(cfg, k) for k in given}}
-    differences = run_folder.config_differences({k: recorded[k] for k in given if k in recorded},
+    differences = config_differences({k: recorded[k] for k in given if k in recorded},
                                                 {k: values[k] for k in given if k in recorded})
     return TrainConfig.from_dict(values), differences
 
 
-def resumed_config(cfg: TrainConfig, saved: dict, resume_dir: Path) -> TrainConfig:
+def resumed_config(cfg: TrainConfig, saved: dict, resume_dir: Path) -> ResolvedConfig:
     """The saved run's config, with the options a resume may change taken from ``cfg``."""
-    resumed = TrainConfig.from_dict(saved)
-    for key in RESUME_OVERRIDABLE:
-        if getattr(cfg, key) != getattr(TrainConfig(), key):
-            setattr(resumed, key, getattr(cfg, key))
-    for key in TEST_HOOKS:
-        setattr(resumed, key, getattr(cfg, key))
-    resumed.resume, resumed.out = str(resume_dir), str(resume_dir.parent)
-    return resumed
+    from mbgf_cli import resources
+
+    resources.check_workers(cfg.workers, flag("workers"))
+    values = recorded_settings(saved)
+    default = TrainConfig()
+    values.update({key: getattr(cfg, key) for key in RESUME_OVERRIDABLE if getattr(cfg, key) != getattr(default, key)})
+    values.update({key: getattr(cfg, key) for key in TEST_HOOKS})
+    values.update(resume=str(resume_dir), out=str(resume_dir.parent))
+    return check_choices(ResolvedConfig.from_dict(values))
 
 
 def recipe_of(dataset: str | None) -> dict:
     return presets.get_preset(dataset).recipe if dataset else presets.GENERIC_RECIPE
 
 
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` fields from the dataset preset's recipe; check the combination."""
+def resolve_config(cfg: TrainConfig) -> ResolvedConfig:
+    """The one resolution of a run's options: the ``None`` fields from the dataset preset's recipe, every
+    value checked. A ``--workers`` given is bounded by the machine (refused above it); the recipe's is
+    lowered to what the machine runs."""
+    from mbgf_cli import resources
+
+    resources.check_workers(cfg.workers, flag("workers"))
     values = cfg.to_dict()
     for key, value in recipe_of(cfg.dataset).items():
         if values.get(key) is None:
             values[key] = value
-    cfg = TrainConfig.from_dict(values)
+    if cfg.workers is None:
+        values["workers"] = min(values["workers"] or 0, resources.max_workers())
+    return check_choices(ResolvedConfig.from_dict(values))
+
+
+def check_choices(cfg: ResolvedConfig) -> ResolvedConfig:
     if cfg.amp not in ("auto", "bf16", "fp16", "off"):
         raise UserError(f"--amp must be auto, bf16, fp16 or off, not {cfg.amp!r}")
     if cfg.loss not in ("ce", "ce+kl"):
@@ -247,23 +303,27 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def default_out_dir(cfg: TrainConfig) -> str:
-    """``runs/<dataset>-<model>-<variant>[-mbgf]``: the first of it and its numbered siblings (-2, -3, ...)
-    that is empty, or that holds a run of this very configuration (which then continues)."""
-    from mbgf_cli import run_folder
+def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:
+    """``(name, recorded value, current value)`` for each setting that differs, in ``current``'s order.
 
-    recipe = recipe_of(cfg.dataset)
-    model, variant = cfg.model or recipe["model"], cfg.variant or recipe["variant"]
-    base = f"runs/{cfg.dataset or Path(cfg.root or 'train').name}-{model}-{variant}{'-mbgf' if cfg.mbgf else ''}"
-    wanted = resolve_config(cfg).to_dict()
-    candidate, number = base, 1
-    while Path(candidate).exists() and any(Path(candidate).iterdir()):
-        try:
-            recorded = run_folder.read_recorded_config(candidate)
-        except UserError:
-            recorded = None
-        if recorded is not None and not run_folder.config_differences(recorded, wanted, ignore=NOT_COMPARED):
-            break
-        number += 1
-        candidate = f"{base}-{number}"
-    return candidate
+    Numbers compare by value (a JSON round trip turns 1e-3 into 0.001 and 2 into 2.0 alike); a key
+    only one side has counts as a difference unless its value there is None (an option added later).
+    """
+    differences = []
+    for key in [*current, *(k for k in recorded if k not in current)]:
+        if key in ignore:
+            continue
+        there, here = recorded.get(key), current.get(key)
+        if not _same(there, here):
+            differences.append((key, there, here))
+    return differences
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

@@ -1,20 +1,27 @@
-"""The training engine behind ``mbgf train``: a run is a few named steps, readable top to bottom.
+"""The training engine behind ``mbgf train``, readable top to bottom:
 
-    train(cfg):  start_run  ->  for each epoch: train_epoch -> end_epoch  ->  finish_run
+    train(cfg):  settle (the options, resolved once)  ->  start_run  ->
+                 for each epoch: train_epoch -> end_epoch  ->  finish_run
 
-``start_run`` checks the data (before any weights are read or downloaded), builds the model, the
-loaders, the optimiser (param groups) and the schedule, and the run's :class:`RunState`, fresh or
-restored from ``--resume``. ``train_epoch`` runs optimiser steps (forward, loss, backward accumulated
-over micro-batches, clip, step) to the end of the epoch or until a stop is agreed; ``end_epoch``
-evaluates on val, saves best/ and last/ and logs the epoch (metrics.jsonl, the table).
+``settle`` resolves the options once into a read-only config (the dataset preset's recipe filled in,
+every value checked) and refuses an output folder that is not a run's, before any work. ``start_run``
+checks the data (before any weights are read or downloaded), takes the run folder, builds the model,
+loaders, optimiser (param groups) and schedule into the :class:`~mbgf_cli.run_state.Run` (the one
+owner of the run's state), fresh or restored from a checkpoint. ``train_epoch`` runs optimiser steps
+(forward, loss, backward accumulated over micro-batches, clip, step) to the end of the epoch or until
+a stop is agreed; ``end_epoch`` evaluates on val, saves best/ and last/ and logs the epoch.
+
+The loop calls a :class:`Callbacks` object at fixed points (each micro-batch's loss, each step's end);
+the hidden test options (``--inject-nan-at-step``, ``--stop-at-step``, ``--kill-at-step``) build a
+:class:`FaultInjection` from outside the loop.
 
 Runs alone or under ``torchrun`` (DistributedDataParallel, one machine or several; rank 0 prints and
 writes). The run folder is the unit (``mbgf_cli/run_folder.py``): rank 0 locks it for the run, and a
 start into a folder holding a run of the same configuration continues it from its newest checkpoint
 (``last/`` at epoch ends, ``step/`` every ``--save-every`` steps), so torchrun's ``--max-restarts``
-makes a run survive a lost worker. A stop (Ctrl-C, SIGTERM, SIGUSR1, ``--stop-at-step``) saves a
-resumable ``last/`` with its position inside the epoch and raises :class:`TrainingInterrupted`; the
-resumed run gives the same numbers as one that never stopped.
+makes a run survive a lost worker. A stop (Ctrl-C, SIGTERM, SIGUSR1) saves a resumable ``last/`` with
+its position inside the epoch and raises :class:`TrainingInterrupted`; the resumed run gives the same
+numbers, bit for bit, as one that never stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import random
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,27 +42,28 @@ from fusion.config import BRANCHES
 from fusion.prompts import class_text_tokens
 from mbgf_cli import checkpoint, distributed, presets, run_folder, tracking
 from mbgf_cli.compilation import compile_video_model
-from mbgf_cli.console import console, err_console, progress
+from mbgf_cli.console import err_console, progress
 from mbgf_cli.data import VideoDataset, build_loader, read_labels, read_video_list
 from mbgf_cli.errors import UserError
 from mbgf_cli.evaluation import evaluate_loader
 from mbgf_cli.fileio import atomic_write_json
 from mbgf_cli.frame_cache import CachedVideoDataset
 from mbgf_cli.precision import autocast_context, choose_amp
-from mbgf_cli.run_state import EXIT_INTERRUPTED, RunState, StopFlag, seed_everything
+from mbgf_cli.run_folder import Start
+from mbgf_cli.run_state import EXIT_INTERRUPTED, Run, seed_everything
 from mbgf_cli.train_config import (
-    NOT_COMPARED,
+    ResolvedConfig,
     TrainConfig,
-    default_out_dir,
     explicit_resume,
     flag,
     resolve_config,
     resumed_config,
 )
+from mbgf_cli.train_display import Display, describe_run, print_summary, show_epoch, show_step  # noqa: F401
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """A stop (a signal, or ``stop_at_step``): a resumable ``last/`` was written before stopping.
+    """A stop (a signal, or a test's stop): a resumable ``last/`` was written before stopping.
     ``exit_code``: 130 after Ctrl-C, 75 after SIGTERM/SIGUSR1 (preempted: run the same command again)."""
 
     def __init__(self, run_dir: Path, exit_code: int = EXIT_INTERRUPTED, cause: str = "interrupted"):
@@ -69,136 +77,158 @@ class TrainingDiverged(UserError):
 
 
 # ------------------------------------------------------------------------------------------------
+# Callbacks: what the loop calls at fixed points
+# ------------------------------------------------------------------------------------------------
+
+
+class Callbacks:
+    """The loop's hooks; this base does nothing. ``on_loss``: each micro-batch's loss, before its
+    backward (returns the loss to use); ``on_step_end``: after each optimiser step is counted and its
+    step checkpoint, if any, saved."""
+
+    def on_loss(self, run: Run, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def on_step_end(self, run: Run) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FaultInjection(Callbacks):
+    """Faults for tests, at optimiser step N (counted from 1 over the run): ``nan_at`` makes its loss NaN;
+    ``stop_at`` asks for a stop while it runs, as a Ctrl-C would (the step completes, all its
+    micro-batches, then the run stops); ``kill_at`` SIGKILLs the last process after it, as a lost worker
+    dies, on torchrun's first attempt only (so that the restarted group runs through)."""
+
+    nan_at: int | None = None
+    stop_at: int | None = None
+    kill_at: int | None = None
+
+    def on_loss(self, run: Run, loss: torch.Tensor) -> torch.Tensor:
+        step = run.progress.iteration + 1
+        if step == self.stop_at:
+            run.stop.request()
+        return loss * float("nan") if step == self.nan_at else loss
+
+    def on_step_end(self, run: Run) -> None:
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if run.progress.iteration == self.kill_at and first_attempt and run.ctx.rank == run.ctx.world_size - 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def faults_from_options(cfg: TrainConfig) -> Callbacks:
+    """The hidden test options as callbacks (none given: callbacks that do nothing)."""
+    if cfg.inject_nan_at_step is None and cfg.stop_at_step is None and cfg.kill_at_step is None:
+        return Callbacks()
+    return FaultInjection(cfg.inject_nan_at_step, cfg.stop_at_step, cfg.kill_at_step)
+
+
+# ------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, callbacks: Callbacks | None = None) -> dict:
     """Train (or resume) a run; returns the summary (also written to ``OUT/summary.json``)."""
-    if cfg.out is None and not explicit_resume(cfg):
-        # chosen before the processes meet (setup waits for all of them): every one picks the same folder
-        cfg = replace(cfg, out=default_out_dir(cfg))
+    cfg, start = settle(cfg)
+    callbacks = callbacks if callbacks is not None else faults_from_options(cfg)
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock and the tracker, released on any exit
-            run = start_run(cfg, ctx, held)
-            with run.stop, progress() as bar:
-                if run.cfg.cache_decoded:
+            run = start_run(cfg, start, ctx, held, callbacks)
+            with run.stop, progress() as bar, run_folder.disk_full_advice(run.out):
+                if cfg.cache_decoded:
                     run.data.fill_caches(bar)
-                for _ in range(run.state.epoch, run.cfg.epochs):
+                while run.progress.epoch < cfg.epochs:
                     train_epoch(run, bar)
                     if not run.stopping:
                         end_epoch(run, bar)
                     if run.stopping or run.stop.requested:
                         interrupt(run)
-            return finish_run(run)
+                return finish_run(run)
     finally:
         distributed.cleanup()
 
 
-@dataclass
-class Run:
-    """What ``start_run`` builds: the run's fixed parts and its state."""
-
-    cfg: TrainConfig  # every setting, recipe values filled in
-    ctx: distributed.Context
-    out: Path
-    model: torch.nn.Module  # what the steps call (DistributedDataParallel under torchrun)
-    data: RunData
-    class_tokens: torch.Tensor
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    autocast: object  # a torch.autocast, or a null context
-    schedule: Schedule
-    state: RunState
-    started: float  # time.perf_counter() when the invocation began
-    tracker: tracking.Tracker  # metrics.jsonl, and TensorBoard / W&B with --log (rank 0; a no-op elsewhere)
-    last_result: object = None  # the latest evaluation (its confusion matrix goes to the tracker at the end)
-    stop: StopFlag = field(default_factory=StopFlag)
-    table: EpochTable = field(default_factory=lambda: EpochTable())
-    log_lines: bool = field(default_factory=lambda: not err_console.is_terminal)  # no live bar: print lines
-    stopping: bool = False  # every process agreed to stop inside the epoch
-    precision: str = ""  # what --amp chose and why, for the header
-
-
-def start_run(cfg: TrainConfig, ctx: distributed.Context, held: contextlib.ExitStack) -> Run:
-    """Everything before the first step, in the order that makes a run repeatable."""
-    started = time.perf_counter()
-    # --resume PATH: the saved run; only options that change nothing computed may differ.
-    saved = None
+def settle(cfg: TrainConfig) -> tuple[ResolvedConfig, Start | None]:
+    """The options, resolved once (``--resume PATH``: the saved run's, with what a resume may change), and
+    the output folder checked: a folder that is not a run's is refused before any work."""
     if explicit_resume(cfg):
-        _, resume_dir = run_folder.resolve_resume(cfg.resume)
-        saved = checkpoint.load_train_state(resume_dir)
-        cfg = resumed_config(cfg, saved["config"], resume_dir)
-    else:
-        cfg = resolve_config(cfg)
+        _, directory = run_folder.resolve_resume(cfg.resume)
+        saved = checkpoint.load_train_state(directory)
+        return resumed_config(cfg, saved["config"], directory), Start(directory, saved)
+    cfg = resolve_config(cfg)
+    if cfg.out is None:  # chosen before the processes meet: every one picks the same folder
+        cfg = replace(cfg, out=run_folder.default_out_dir(cfg))
+    run_folder.check_run_folder(cfg.out, cfg.overwrite)
+    return cfg, None
+
+
+def start_run(cfg: ResolvedConfig, start: Start | None, ctx: distributed.Context, held: contextlib.ExitStack,
+              callbacks: Callbacks) -> Run:
+    """Everything before the first step, in the order that makes a run repeatable."""
     backends = tracking.parse_backends(cfg.report_to)
     tracking.check_available(backends)
+    accumulation_steps(cfg.total_batch, cfg.batch_size, ctx.world_size)  # refused before the folder is taken
     files = find_data(cfg, ctx)  # data problems surface here, before any weights are read
-    cfg, saved = open_run_folder(cfg, ctx, saved, held)  # --resume auto: the run the folder holds, if any
-    out = Path(cfg.out)
-    device = ctx.device
+    start = run_folder.open_run_folder(cfg, ctx, start, held)  # --resume auto: the run the folder holds, if any
+    out, device = Path(cfg.out), ctx.device
 
     # Randomness: the data's is a function of (seed, epoch, video index), whatever the number of
     # processes or workers; the model's (init, prompt choice) of the seed.
     seed_everything(cfg.seed)
-    raw_model = build_model(cfg, device)
+    model = build_model(cfg, device)
     if cfg.grad_checkpointing:
-        raw_model.set_grad_checkpointing(True)
+        model.set_grad_checkpointing(True)
     seed_everything(cfg.seed + ctx.rank)  # after init (identical on every process), per-process streams
 
-    data = load_data(cfg, files, raw_model.config, ctx, out)  # frames and input size as the model takes them
+    data = load_data(cfg, files, model.config, ctx, out)  # frames and input size as the model takes them
     class_tokens = class_text_tokens(files.class_names, cfg.prompts).to(device)
 
     # AdamW over (CLIP | new) x (decay | no decay) groups; the lr is set every step. One fused kernel per
     # step on GPUs, multi-tensor updates on CPUs.
-    optimizer = torch.optim.AdamW(make_param_groups(raw_model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
+    optimizer = torch.optim.AdamW(make_param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
-    amp_dtype, precision = choose_amp(cfg.amp, device, raw_model.config.model, training=True)
-    autocast = autocast_context(amp_dtype, device)
+    amp_dtype, precision = choose_amp(cfg.amp, device, model.config.model, training=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if cfg.compile:
-        compile_video_model(raw_model)  # in place: the checkpoints hold the same keys as without
-    model = raw_model
+        compile_video_model(model)  # in place: the checkpoints hold the same keys as without
+    step_model = model
     if ctx.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    schedule = make_schedule(cfg, data, ctx)
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    run = Run(cfg, ctx, out, model, step_model, data, class_tokens, optimizer, scaler,
+              autocast_context(amp_dtype, device), make_schedule(cfg, data, ctx), tracker=None,
+              callbacks=callbacks, precision=precision, display=Display())
 
     # Where to start: at the beginning, or exactly where a saved run stopped.
-    state = RunState(out, cfg, ctx, raw_model, optimizer, scaler, files.class_names)
-    if saved is not None:
-        state.restore(saved)
+    if start is not None:
+        run.restore(start.directory, start.saved)
         if ctx.is_main:
-            err_console.print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}/"
-                              f"{schedule.steps_per_epoch}", highlight=False)
-    tracker = tracking.open_tracker(out, backends, cfg.to_dict(), history=state.history, iteration=state.iteration,
-                                    is_main=ctx.is_main)
-    held.callback(tracker.close)
-    run = Run(cfg, ctx, out, model, data, class_tokens, optimizer, scaler, autocast, schedule, state, started,
-              tracker)
-    run.precision = precision
+            err_console.print(f"resuming {out} at epoch {run.progress.epoch + 1}, step {run.progress.step}/"
+                              f"{run.schedule.steps_per_epoch}", highlight=False)
+    run.tracker = tracking.open_tracker(out, backends, cfg.to_dict(), history=run.progress.history,
+                                        iteration=run.progress.iteration, is_main=ctx.is_main)
+    held.callback(run.tracker.close)
     describe_run(run)
     return run
 
 
 def train_epoch(run: Run, bar) -> None:
-    """Optimiser steps from the state's position to the end of the epoch, or until every process agrees
+    """Optimiser steps from the run's position to the end of the epoch, or until every process agrees
     to stop (``run.stopping``)."""
-    cfg, state, schedule = run.cfg, run.state, run.schedule
-    task = bar.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=schedule.steps_per_epoch,
-                        completed=state.step, info="")
-    run.data.train_loader.set_epoch(state.epoch, start_batch=state.step * schedule.accum_steps)
-    with torch.random.fork_rng(devices=[]):  # starting the loader draws a seed: keep our stream
-        batches = iter(run.data.train_loader)
-    run.model.train()
+    cfg, progress_, schedule = run.cfg, run.progress, run.schedule
+    task = bar.add_task(f"epoch {progress_.epoch + 1}/{cfg.epochs}", total=schedule.steps_per_epoch,
+                        completed=progress_.step, info="")
+    run.data.train_loader.set_epoch(progress_.epoch, start_batch=progress_.step * schedule.accum_steps)
+    batches = iter(run.data.train_loader)
+    run.step_model.train()
     clock = time.perf_counter()
 
-    while state.step < schedule.steps_per_epoch:
-        # this step's lr: linear warm-up, then cosine down to min_lr_ratio x lr
-        lr_factor = schedule.lr_factor(state.iteration)
+    while progress_.step < schedule.steps_per_epoch:
+        lr = schedule.lr(progress_.iteration)  # linear warm-up, then cosine down to min_lr_ratio x lr
         for group in run.optimizer.param_groups:
-            group["lr"] = cfg.lr * group["lr_mult"] * lr_factor
+            group["lr"] = lr * group["lr_mult"]
 
         step_loss = accumulate_gradients(run, batches)
         if step_loss is None:  # Ctrl-C from a terminal also reached the loader's workers: stop before this step
@@ -206,20 +236,18 @@ def train_epoch(run: Run, bar) -> None:
             break
         loss_value, stop_votes = all_reduce_step(run, step_loss)
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(non_finite_message(loss_value, state.epoch, state.step, run.out))
+            raise TrainingDiverged(non_finite_message(loss_value, progress_.epoch, progress_.step, run.out))
         optimizer_step(run)
 
         now = time.perf_counter()
-        state.step_done(loss_value, cfg.total_batch, now - clock)
+        progress_.step_done(loss_value, cfg.total_batch, now - clock)
         clock = now
-        show_step(run, bar, task, loss_value, lr_factor)
-        run.tracker.log_step(state.iteration, loss=loss_value, lr=cfg.lr * lr_factor,
-                             clips_per_s=state.sums["clips"] / max(state.sums["seconds"], 1e-9))
-        if cfg.save_every and state.iteration % cfg.save_every == 0 and state.step < schedule.steps_per_epoch:
-            state.save("step")  # inside the epoch (its end saves last/)
-        if cfg.kill_at_step == state.iteration:
-            kill_for_test(run)
-        if stop_votes > 0 or cfg.stop_at_step == state.iteration:  # interrupted: all processes stop here
+        show_step(run, bar, task, loss_value, lr)
+        run.tracker.log_step(progress_.iteration, loss=loss_value, lr=lr, clips_per_s=progress_.clips_per_s)
+        if cfg.save_every and progress_.iteration % cfg.save_every == 0 and progress_.step < schedule.steps_per_epoch:
+            run.save("step")  # inside the epoch (its end saves last/)
+        run.callbacks.on_step_end(run)
+        if stop_votes > 0:  # a stop was asked for on some process: all stop here
             run.stopping = True
             break
     bar.remove_task(task)
@@ -228,38 +256,42 @@ def train_epoch(run: Run, bar) -> None:
 def accumulate_gradients(run: Run, batches) -> torch.Tensor | None:
     """Forward and backward over one step's micro-batches, gradients summed; returns the step's loss (on
     this process), or None when the loader stopped because of a Ctrl-C."""
-    cfg, ctx, accum_steps = run.cfg, run.ctx, run.schedule.accum_steps
+    ctx, accum_steps = run.ctx, run.schedule.accum_steps
     step_loss = torch.zeros((), device=ctx.device)
     for micro_step in range(accum_steps):
         try:
-            clips, labels, _ = next(batches)
+            clips, labels, _ = next_batch(batches)
         except Exception:
             if not run.stop.requested:
                 raise
             run.optimizer.zero_grad(set_to_none=True)
             return None
         clips, labels = clips.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
-        clips, targets = mix_batch(clips, labels, len(run.state.class_names), cfg, run.state.iteration, ctx.rank)
+        clips, targets = mix_batch(clips, labels, len(run.class_names), run.cfg, run.progress.iteration, ctx.rank)
         # DDP all-reduces gradients on the last micro-batch of the step only
         last_micro_step = micro_step == accum_steps - 1
-        with run.model.no_sync() if ctx.distributed and not last_micro_step else nullcontext():
-            loss = forward_loss(run, clips, targets, labels)
+        with run.step_model.no_sync() if ctx.distributed and not last_micro_step else nullcontext():
+            loss = run.callbacks.on_loss(run, forward_loss(run, clips, targets, labels))
             run.scaler.scale(loss / accum_steps).backward()
         step_loss += loss.detach() / accum_steps
     return step_loss
 
 
+def next_batch(batches):
+    """The next micro-batch, drawn without touching the model's random stream: the loader starts
+    lazily (its first batch draws a seed from torch's global generator), and a resumed epoch starts at
+    another step than an uninterrupted one, so a draw here would shift every model draw after it."""
+    with torch.random.fork_rng(devices=[]):
+        return next(batches)
+
+
 def forward_loss(run: Run, clips: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    cfg = run.cfg
     with run.autocast:
-        if cfg.loss == "ce":
-            logits, details = run.model(clips, run.class_tokens), None
+        if run.cfg.loss == "ce":
+            logits, details = run.step_model(clips, run.class_tokens), None
         else:
-            logits, details = run.model(clips, run.class_tokens, return_details=True)
-    loss = compute_loss(logits, details, targets, labels, cfg)
-    if cfg.inject_nan_at_step == run.state.iteration + 1:  # test hook
-        loss = loss * float("nan")
-    return loss
+            logits, details = run.step_model(clips, run.class_tokens, return_details=True)
+    return compute_loss(logits, details, targets, labels, run.cfg)
 
 
 def all_reduce_step(run: Run, step_loss: torch.Tensor) -> tuple[float, float]:
@@ -272,7 +304,7 @@ def all_reduce_step(run: Run, step_loss: torch.Tensor) -> tuple[float, float]:
 
 
 def optimizer_step(run: Run) -> None:
-    model = run.state.model
+    model = run.model
     if run.cfg.clip_grad:
         run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), run.cfg.clip_grad)
@@ -283,81 +315,51 @@ def optimizer_step(run: Run) -> None:
         model.logit_scale.clamp_(0, math.log(100))
 
 
-def show_step(run: Run, bar, task, loss_value: float, lr_factor: float) -> None:
-    state, steps = run.state, run.schedule.steps_per_epoch
-    info = (f"loss {loss_value:.4f}  lr {run.cfg.lr * lr_factor:.2e}  "
-            f"{state.sums['clips'] / max(state.sums['seconds'], 1e-9):.1f} clips/s")
-    bar.update(task, advance=1, info=info)
-    if run.log_lines and run.ctx.is_main and state.step % max(1, steps // 5) == 0:
-        # no live bar in a log file: a plain line five times per epoch instead
-        err_console.print(f"epoch {state.epoch + 1}/{run.cfg.epochs} step {state.step}/{steps}  {info}",
-                          highlight=False)
-
-
 def end_epoch(run: Run, bar) -> None:
     """Evaluate on val (every ``--eval-every`` epochs and after the last), log the epoch, checkpoint
     best/ (when it improved) and last/. The epoch's metrics.jsonl row is on disk before last/ moves on,
     so a kill at any moment leaves a row for every checkpointed epoch (a resume rewrites the file from
     the checkpoint's history, dropping a row that no checkpoint holds)."""
-    cfg, state, data = run.cfg, run.state, run.data
-    epoch = state.epoch + 1
-    record = state.epoch_record(lr=cfg.lr * run.schedule.lr_factor(state.iteration - 1))
+    cfg, progress_, data = run.cfg, run.progress, run.data
+    epoch = progress_.epoch + 1
+    record = progress_.epoch_record(lr=run.schedule.lr(progress_.iteration - 1))
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-        has_gates = getattr(state.model, "mbgf", None) is not None
-        result = evaluate_loader(run.model, data.val_loader, run.class_tokens, len(data.val_set), data.val_labels,
-                                 run.ctx.device, autocast=run.autocast, explain=has_gates, bar=bar,
+        has_gates = getattr(run.model, "mbgf", None) is not None
+        result = evaluate_loader(run.step_model, data.val_loader, run.class_tokens, len(data.val_set),
+                                 data.val_labels, run.ctx.device, autocast=run.autocast, explain=has_gates, bar=bar,
                                  description=f"val {epoch}/{cfg.epochs}")
         record.update(result.numbers())
         if result.gates is not None and result.videos:  # MBGF's mean gate weight per branch
             record["gates"] = {branch: float(g) for branch, g in
                                zip(BRANCHES, result.gates[result.evaluated].double().mean(dim=0), strict=True)}
         run.last_result = result
-    improved = state.end_epoch(record, skipped_train=len(data.train_set.failures()))
+    improved = progress_.end_epoch(record, skipped_train=len(data.train_set.failures()))
     run.tracker.log_epoch(record)
     if improved:
-        state.save("best")
-    state.save("last")
+        run.save("best")
+    run.save("last")
     show_epoch(run, record)
-
-
-def show_epoch(run: Run, record: dict) -> None:
-    """An epoch's row of the table, and what was skipped (rank 0)."""
-    if not run.ctx.is_main:
-        return
-    run.table.add(record, run.cfg.epochs)
-    for dataset, name in ((run.data.train_set, "train"), (run.data.val_set, "val")):
-        line = dataset.skipped_summary(run.out / f"skipped_{name}.txt")
-        if line:
-            err_console.print(f"[yellow]{name}:[/yellow] {line}", highlight=False)
 
 
 def interrupt(run: Run):
     """The one way a run stops early: a resumable last/ at the position reached, then TrainingInterrupted."""
-    if run.state.saved_at != run.state.position:
-        run.state.save("last")
+    if run.progress.saved_at != run.progress.position:
+        run.save("last")
     received = run.stop.signal
     cause = "interrupted" if received in (None, signal.SIGINT) else f"stopped by {received.name}"
     raise TrainingInterrupted(run.out, run.stop.exit_code, cause)
 
 
-def kill_for_test(run: Run) -> None:
-    """``--kill-at-step``: the last process dies by SIGKILL, as a lost worker does, on torchrun's first
-    attempt only (so that the restarted group runs through)."""
-    if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0" and run.ctx.rank == run.ctx.world_size - 1:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def finish_run(run: Run) -> dict:
     if run.last_result is not None:
-        run.tracker.log_confusion(run.last_result.confusion(), run.state.class_names, run.state.iteration)
-    summary = run.state.summary()
-    summary["wall_seconds"] = time.perf_counter() - run.started  # this invocation, data preparation included
+        run.tracker.log_confusion(run.last_result.confusion(), run.class_names, run.progress.iteration)
+    summary = run.summary()  # wall_seconds: this invocation, data preparation included
     if run.ctx.is_main:
         atomic_write_json(run.out / "summary.json", summary)
         if run.cfg.plot:
             from mbgf_cli import plots  # matplotlib: slow to import, only when a curve is asked for
 
-            plots.training_curve(run.state.history, run.out / "training_curve.png")
+            plots.training_curve(run.progress.history, run.out / "training_curve.png")
     return summary
 
 
@@ -390,62 +392,6 @@ def find_data(cfg: TrainConfig, ctx: distributed.Context) -> DataFiles:
     for path in lists:
         read_video_list(path, len(class_names))  # labels in range, lines well formed
     return DataFiles(root, *lists, label_file, class_names)
-
-
-def open_run_folder(cfg: TrainConfig, ctx: distributed.Context, saved: dict | None,
-                    held: contextlib.ExitStack) -> tuple[TrainConfig, dict | None]:
-    """Take the run folder for this run: rank 0 locks it (held until the run ends), removes what killed
-    writers left, and decides where the run starts (:func:`choose_start`); every process then loads the
-    checkpoint it continues from. Returns the config (``resume``: that checkpoint) and its training state."""
-    out = Path(cfg.out)
-    decision = None
-    if ctx.is_main:
-        try:
-            held.enter_context(run_folder.RunLock(out))
-            run_folder.remove_stale_temporaries(out)
-            decision = {"resume": cfg.resume if saved is not None else choose_start(cfg, out)}
-            if decision["resume"] is None or not (out / "config.json").is_file():
-                atomic_write_json(out / "config.json", cfg.to_dict())  # every setting, presets filled in
-        except UserError as e:  # every process stops with the same message
-            decision = {"error": str(e)}
-    decision = distributed.broadcast_object(decision)
-    if "error" in decision:
-        raise UserError(decision["error"])
-    if saved is None and decision["resume"] is not None:
-        saved = checkpoint.load_train_state(decision["resume"])
-        cfg = replace(cfg, resume=decision["resume"])
-    elif saved is None:
-        cfg = replace(cfg, resume=None)
-    return cfg, saved
-
-
-def choose_start(cfg: TrainConfig, out: Path) -> str | None:
-    """``--resume auto``: the checkpoint to continue from, None to start afresh. A folder holding any trace
-    of a run is that run: continued when its configuration is this one, refused otherwise; ``--overwrite``
-    first deletes the run's own files."""
-    if cfg.overwrite:
-        removed = run_folder.overwrite(out)
-        if removed:
-            err_console.print(f"--overwrite: removed {', '.join(removed)} from {out}", highlight=False)
-        return None
-    found = run_folder.traces(out)
-    if not found:
-        return None
-    newest = run_folder.newest_checkpoint(out)
-    recorded = run_folder.read_recorded_config(out)
-    if recorded is None and newest is not None:
-        recorded = checkpoint.load_train_state(newest)["config"]
-    if recorded is not None:
-        differences = run_folder.config_differences(recorded, cfg.to_dict(), ignore=NOT_COMPARED)
-        if differences:
-            raise run_folder.refuse_other_configuration(out, differences)
-    if newest is not None:
-        return str(newest)
-    if found == ["config.json"]:  # started, but stopped before its first checkpoint: nothing to lose
-        return None
-    shown = ", ".join(name + ("/" if (out / name).is_dir() else "") for name in found)
-    raise UserError(f"{out} holds a run already ({shown}) but no last/ or step/ checkpoint to continue it from; "
-                    f"start it again with --overwrite, or choose another {flag('out')}")
 
 
 def build_model(cfg: TrainConfig, device: torch.device):
@@ -534,17 +480,18 @@ def make_param_groups(model, cfg: TrainConfig) -> list[dict]:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Optimiser steps per epoch (each accumulates ``accum_steps`` micro-batches per process) and the lr
-    factor of each step."""
+    """Optimiser steps per epoch (each accumulates ``accum_steps`` micro-batches per process) and the
+    base lr of each step (each param group multiplies it by its ``lr_mult``)."""
 
     accum_steps: int
     steps_per_epoch: int
     warmup_steps: int
     total_steps: int
     min_lr_ratio: float
+    peak_lr: float
 
-    def lr_factor(self, iteration: int) -> float:
-        return lr_schedule(iteration, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+    def lr(self, iteration: int) -> float:
+        return self.peak_lr * lr_schedule(iteration, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
 def make_schedule(cfg: TrainConfig, data: RunData, ctx: distributed.Context) -> Schedule:
@@ -554,7 +501,7 @@ def make_schedule(cfg: TrainConfig, data: RunData, ctx: distributed.Context) -> 
         raise UserError(f"{data.train_set.list_file}: {len(data.train_set)} training videos make no step of "
                         f"{cfg.total_batch} clips; lower --total-batch / --batch-size")
     return Schedule(accum_steps, steps_per_epoch, warmup_steps=int(round(cfg.warmup_epochs * steps_per_epoch)),
-                    total_steps=cfg.epochs * steps_per_epoch, min_lr_ratio=cfg.min_lr_ratio)
+                    total_steps=cfg.epochs * steps_per_epoch, min_lr_ratio=cfg.min_lr_ratio, peak_lr=cfg.lr)
 
 
 def accumulation_steps(total_batch: int, batch_size: int, world_size: int) -> int:
@@ -604,70 +551,3 @@ def non_finite_message(loss: float, epoch: int, step: int, out: Path) -> str:
             else "no checkpoint had been written yet")
     return (f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1}; stopped ({kept}). "
             "Lower --lr, set --clip-grad, or use --amp bf16/off")
-
-
-# ------------------------------------------------------------------------------------------------
-# Output
-# ------------------------------------------------------------------------------------------------
-
-
-class EpochTable:
-    """One row per epoch as it ends (the header once), columns of fixed width so the rows line up."""
-
-    COLUMNS = (("epoch", 7), ("train loss", 10), ("val top-1", 9), ("val top-5", 9), ("mean class", 10),
-               ("best", 6), ("lr", 7), ("clips/s", 7))
-
-    def __init__(self):
-        self.rows = 0
-
-    def add(self, record: dict, epochs: int) -> None:
-        from rich import box
-        from rich.table import Table
-
-        table = Table(box=box.SIMPLE_HEAD, show_header=self.rows == 0, show_edge=False, pad_edge=False,
-                      padding=(0, 0, 0, 1))
-        for name, width in self.COLUMNS:
-            table.add_column(name, justify="right", min_width=width, max_width=width, no_wrap=True)
-        table.add_row(f"{record['epoch']}/{epochs}", f"{record['train_loss']:.4f}", _pct(record.get("top1")),
-                      _pct(record.get("top5")), _pct(record.get("mean_class")), _pct(record.get("best_top1")),
-                      f"{record['lr']:.1e}", f"{record['clips_per_s']:.1f}")
-        console.print(table)
-        self.rows += 1
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def print_summary(summary: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title="summary", title_justify="left")
-    for column in ("", "epoch", "top-1 (%)", "top-5 (%)", "mean class (%)", "videos"):
-        table.add_column(column, justify="right")
-    for name in ("best", "final"):
-        entry = summary.get(name)
-        if entry:
-            table.add_row(name, str(entry["epoch"]), f"{100 * entry['top1']:.2f}", f"{100 * entry['top5']:.2f}",
-                          f"{100 * entry['mean_class']:.2f}", str(entry["videos"]))
-    console.print(table)
-    err_console.print(f"checkpoints: {summary['checkpoints']['best']}, {summary['checkpoints']['last']}; "
-                      f"metrics.jsonl, summary.json in {Path(summary['checkpoints']['last']).parent}", highlight=False)
-
-
-def describe_run(run: Run) -> None:
-    cfg, ctx, data, schedule, model = run.cfg, run.ctx, run.data, run.schedule, run.state.model
-    if not ctx.is_main:
-        return
-    params = sum(p.numel() for p in model.parameters())
-    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    err_console.print(
-        f"{model.config.name}, {model.config.frames}x{model.config.input_size}: {params / 1e6:.2f}M parameters "
-        f"({trained / 1e6:.2f}M trained); {len(data.train_set)} train / {len(data.val_set)} val videos, "
-        f"{len(data.class_names)} classes; {ctx.world_size} process(es) on {ctx.device.type}; batch "
-        f"{cfg.batch_size} x {ctx.world_size} x {schedule.accum_steps} accumulated = {cfg.total_batch}; "
-        f"{schedule.steps_per_epoch} steps/epoch, {cfg.epochs} epochs -> {cfg.out}", highlight=False)
-    compiled = "; --compile: the video encoder is compiled at its first use" if cfg.compile else ""
-    err_console.print(f"precision: {run.precision}{compiled}", highlight=False, soft_wrap=True)
-    for note in run.tracker.notes():
-        err_console.print(note, highlight=False)

@@ -22,10 +22,10 @@ HOLDER = textwrap.dedent("""
     lock = RunLock(sys.argv[1]).acquire()
     child = os.fork() if len(sys.argv) > 2 else None
     if child == 0:  # a forked helper (a loader worker) that outlives its parent
-        print("helper", flush=True)  # fork's after-in-child hooks have run once fork has returned here
+        os.write(1, b"helper\\n")  # fork's after-in-child hooks have run once fork has returned here
         time.sleep(120)
         os._exit(0)
-    print(child or 0, flush=True)
+    os.write(1, f"{child or 0}\\n".encode())  # one write each: the two lines never interleave
     time.sleep(120)
 """)
 
@@ -88,6 +88,7 @@ def test_overwrite_deletes_the_runs_own_files_and_nothing_else(tmp_path):
                  "notes.txt", "data/videos.txt", "last/model.safetensors", ".config.json.tmp-12-abcdef",
                  ".metrics.jsonl.bak"):
         (folder / name).write_text("x")
+    run_folder.claim(folder)  # what a run does to its folder when it starts
     removed = run_folder.overwrite(folder)
     assert set(removed) == {"last", "best", "step", "metrics.jsonl", "config.json", "summary.json",
                             "training_curve.png", "skipped", "skipped_train.txt", "tensorboard"}
@@ -141,3 +142,42 @@ def test_resume_takes_the_run_folder_and_its_checkpoints_but_not_best(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"no last/ or step/ checkpoint to resume from \(not a run folder\)"):
         run_folder.resolve_resume(tmp_path / "empty")
+
+
+def test_only_a_folder_mbgf_marked_as_a_run_is_a_run_and_the_users_own_config_and_best_are_never_touched(tmp_path):
+    """Issue 21 item 6: a folder with a config.json of the user's is not a run; --overwrite does not change that."""
+    users = tmp_path / "mine"
+    (users / "best").mkdir(parents=True)
+    (users / "config.json").write_text('{"learning_rate": 0.1}')
+    (users / "best" / "weights.bin").write_text("mine")
+    assert not run_folder.is_run(users)
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match="holds files mbgf did not write"):
+            run_folder.check_run_folder(users, overwrite)
+    assert sorted(p.name for p in users.iterdir()) == ["best", "config.json"]
+    assert (users / "config.json").read_text() == '{"learning_rate": 0.1}'
+
+    fresh = tmp_path / "fresh"
+    run_folder.claim(fresh)
+    assert run_folder.is_run(fresh) and run_folder.check_run_folder(fresh) == fresh
+
+
+def test_a_run_folder_of_the_previous_version_is_recognised_by_its_config_and_checkpoint(tmp_path):
+    """No marker (written before it existed): a run's config.json (its ``log`` key included) and an mbgf
+    checkpoint in last/ make it a run, which --overwrite then adopts and clears."""
+    import json
+
+    from mbgf_cli.train_config import TrainConfig, resolve_config
+
+    old = tmp_path / "old-run"
+    recorded = resolve_config(TrainConfig(dataset="synthetic")).to_dict()
+    recorded["log"] = recorded.pop("report_to")
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(recorded))
+    assert not run_folder.legacy_run(old)  # a config alone is not enough: it needs an mbgf checkpoint
+    _checkpoint(old / "last", 6)
+    (old / "notes.txt").write_text("mine")
+    assert run_folder.legacy_run(old) and run_folder.is_run(old)
+    assert run_folder.check_run_folder(old, overwrite=True) == old
+    assert set(run_folder.overwrite(old)) == {"last", "config.json"}
+    assert sorted(p.name for p in old.iterdir()) == ["notes.txt"]

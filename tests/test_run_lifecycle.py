@@ -20,7 +20,9 @@ PREEMPTED = 75  # the documented exit code of a run stopped by SIGTERM/SIGUSR1 (
 
 
 def _args(root, out, *extra):
-    return ["train", "--dataset", "synthetic", "--root", str(root), *TINY_RUN, "--output", str(out), *map(str, extra)]
+    # one prompt template drawn per video: model randomness that a resume must continue exactly
+    return ["train", "--dataset", "synthetic", "--root", str(root), *TINY_RUN, "--prompts", "all",
+            "--output", str(out), *map(str, extra)]
 
 
 def _weights(checkpoint_dir):
@@ -82,7 +84,7 @@ def test_a_folder_without_last_is_still_that_run_and_is_neither_overwritten_nor_
     assert (run / "metrics.jsonl").read_text() == metrics
     # --overwrite starts again, deleting only the run's own files
     (run / "notes.txt").write_text("mine")
-    code, _, stderr = run_cli(_args(toy_dataset, run, "--overwrite", "--log", "tensorboard"), capsys)
+    code, _, stderr = run_cli(_args(toy_dataset, run, "--overwrite", "--report-to", "tensorboard"), capsys)
     assert code == 0, stderr
     assert (run / "notes.txt").read_text() == "mine"
     _same_run(run, reference)
@@ -256,7 +258,7 @@ def test_config_replays_a_recorded_run_with_the_options_given_on_the_line(toy_da
     recorded = json.loads((reference / "config.json").read_text())
     replayed = json.loads((replay / "config.json").read_text())
     different = {k for k in recorded if recorded[k] != replayed[k]}
-    assert different <= {"seed", "out", "resume", "stop_at_step", "log"} and replayed["seed"] == 3
+    assert different <= {"seed", "out", "resume", "stop_at_step", "report_to"} and replayed["seed"] == 3
     code, _, stderr = run_cli(["train", "--config", tmp_path / "absent.json"], capsys)
     assert code == 2 and "absent.json" in stderr
 
@@ -290,13 +292,19 @@ def test_a_worker_killed_mid_epoch_under_torchrun_max_restarts_ends_with_the_uni
 
 
 def test_the_default_output_folder_is_the_one_holding_this_run_else_the_next_free_one(tmp_path, monkeypatch):
-    from mbgf_cli.train_config import TrainConfig, default_out_dir, resolve_config
+    from mbgf_cli import run_folder
+    from mbgf_cli.run_folder import default_out_dir
+    from mbgf_cli.train_config import TrainConfig, resolve_config
 
     monkeypatch.chdir(tmp_path)
-    cfg = TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3)
+    cfg = resolve_config(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=3))
     base = "runs/synthetic-tiny-clip-mbgf"
     assert default_out_dir(cfg) == base  # nothing there yet
-    (tmp_path / base).mkdir(parents=True)
-    (tmp_path / base / "config.json").write_text(json.dumps(resolve_config(cfg).to_dict()))
+    run_folder.claim(tmp_path / base)
+    (tmp_path / base / "config.json").write_text(json.dumps(cfg.to_dict()))
     assert default_out_dir(cfg) == base  # `mbgf train --dataset synthetic` again continues its run
-    assert default_out_dir(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=4)) == base + "-2"
+    other = resolve_config(TrainConfig(dataset="synthetic", model="tiny", variant="clip", epochs=4))
+    assert default_out_dir(other) == base + "-2"
+    (tmp_path / (base + "-2")).mkdir()
+    (tmp_path / (base + "-2") / "config.json").write_text(json.dumps(other.to_dict()))  # not mbgf's: passed over
+    assert default_out_dir(other) == base + "-3"

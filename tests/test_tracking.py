@@ -180,7 +180,7 @@ def test_wandb_logs_offline_without_credentials_and_a_resumed_run_continues_it(t
 def test_an_unknown_tracker_and_a_missing_package_are_one_line_errors():
     assert tracking.parse_backends(["tensorboard,wandb", "none"]) == ("tensorboard", "wandb")
     assert tracking.parse_backends("none") == ()
-    with pytest.raises(UserError, match=r"^--log mlflow: not a tracker; choose tensorboard, wandb"):
+    with pytest.raises(UserError, match=r"^--report-to mlflow: not a tracker; choose tensorboard, wandb"):
         tracking.parse_backends(["tensorboard", "mlflow"])
     script = textwrap.dedent("""
         import sys
@@ -193,7 +193,7 @@ def test_an_unknown_tracker_and_a_missing_package_are_one_line_errors():
             print(e)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "--log wandb needs the wandb package: pip install wandb"
+    assert done.stdout.strip() == "--report-to wandb needs the wandb package: pip install wandb"
 
 
 def test_the_confusion_image_shades_by_row_share():

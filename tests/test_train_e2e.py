@@ -47,13 +47,15 @@ def test_train_then_eval_gives_the_last_epochs_val_top1(toy_dataset, tmp_path, c
     assert result["mean_class"] == pytest.approx(records[1]["mean_class"], abs=1e-9)
 
 
-def test_a_second_run_into_the_same_folder_is_refused(toy_dataset, tmp_path, capsys):
+def test_a_folder_that_is_not_a_run_is_refused_and_left_as_it_was(toy_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    (out / "last").mkdir(parents=True)
-    code, _, stderr = run_cli(["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--out", out],
-                              capsys)
-    assert code == 2
-    assert "holds a run already" in stderr and "--overwrite" in stderr
+    (out / "last").mkdir(parents=True)  # no mbgf marker: the user's, whatever its names
+    for extra in ([], ["--overwrite"]):
+        code, _, stderr = run_cli(["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--out", out,
+                                   *extra], capsys)
+        assert code == 2
+        assert f"--output {out}: holds files mbgf did not write" in " ".join(stderr.split())
+        assert [p.name for p in out.iterdir()] == ["last"]
 
 
 def test_no_dataset_is_a_one_line_error(capsys):

@@ -112,3 +112,89 @@ def test_ctrl_c_writes_a_resumable_checkpoint_and_stops(toy_dataset, tmp_path):
     position = state["position"]
     assert position["epoch"] >= 1 and position["iteration"] == position["epoch"] * STEPS_PER_EPOCH + position["step"]
     assert read_meta(out / "last")["class_names"] == load_checkpoint(out / "last")[1]["class_names"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact resume at every kind of boundary (issue 21). One prompt template is drawn per video from the
+# model's random stream, so a draw the resumed run makes and the uninterrupted one does not (the
+# loader's lazy start once drew from it) moves every later weight.
+# ------------------------------------------------------------------------------------------------
+
+BOUNDARY_RUN = ["--prompts", "all", "--no-cache-decoded"]
+ACCUMULATED = ["--batch-size", "4", "--total-batch", "8"]  # two micro-batches per optimiser step
+
+
+def _boundary_args(root, out, *extra):
+    return ["train", "--dataset", "synthetic", "--root", root, *TINY_RUN, *BOUNDARY_RUN, "--out", out,
+            *map(str, extra)]
+
+
+@pytest.fixture(scope="module")
+def boundary_references(toy_dataset, tmp_path_factory):
+    """The uninterrupted runs: one micro-batch per step, and two."""
+    references = {}
+    for name, extra in (("plain", []), ("accumulated", ACCUMULATED)):
+        out = tmp_path_factory.mktemp(f"reference-{name}") / "run"
+        assert run_cli(_boundary_args(toy_dataset, out, *extra))[0] == 0
+        references[name] = out
+    return references
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("boundary, reference, first, again", [
+    ("epoch-end", "plain", ["--stop-at-step", STEPS_PER_EPOCH], []),
+    ("mid-epoch", "plain", ["--stop-at-step", STEPS_PER_EPOCH + 3], []),
+    ("accumulation-mid-way", "accumulated", [*ACCUMULATED, "--stop-at-step", 3], ACCUMULATED),
+    ("two-workers", "plain", ["--workers", 2, "--stop-at-step", STEPS_PER_EPOCH + 3], ["--workers", 2]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_stopped_at_a_boundary_and_run_again_ends_bit_for_bit_like_the_uninterrupted_run(
+        toy_dataset, tmp_path, boundary_references, boundary, reference, first, again, capsys):
+    out = tmp_path / "run"
+    code, _, stderr = run_cli(_boundary_args(toy_dataset, out, *first), capsys)
+    assert code == 130, stderr
+    code, _, stderr = run_cli(_boundary_args(toy_dataset, out, *again), capsys)  # the same command again
+    assert code == 0 and "resuming" in stderr, stderr
+    resumed, expected = _weights(out), _weights(boundary_references[reference])
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(boundary_references[reference]))
+
+
+@pytest.mark.slow
+def test_killed_after_a_step_checkpoint_the_same_command_continues_from_it_bit_for_bit(toy_dataset, tmp_path,
+                                                                                        boundary_references):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "mbgf_cli", *map(str, _boundary_args(toy_dataset, out, "--save-every", 2))]
+    killed = subprocess.run([*args, "--kill-at-step", str(STEPS_PER_EPOCH + 3)], env=env_without_torchrun(),
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_train_state(out / "step")["position"]["iteration"] == STEPS_PER_EPOCH + 2
+    again = subprocess.run(args, env=env_without_torchrun(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"at epoch 2, step 2/{STEPS_PER_EPOCH}" in " ".join(again.stderr.split())
+    resumed, expected = _weights(out), _weights(boundary_references["plain"])
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+
+
+def test_a_callback_sees_every_micro_batch_loss_and_every_step_end(toy_dataset, tmp_path):
+    """The loop's hooks: two micro-batches per step, each loss handed over before its backward."""
+    from mbgf_cli import training
+    from mbgf_cli.train_config import TrainConfig
+
+    class Recorder(training.Callbacks):
+        def __init__(self):
+            self.events = []
+
+        def on_loss(self, run, loss):
+            self.events.append(("loss", run.progress.iteration))
+            return loss
+
+        def on_step_end(self, run):
+            self.events.append(("step", run.progress.iteration))
+
+    recorder = Recorder()
+    cfg = TrainConfig(dataset="synthetic", root=str(toy_dataset), model="tiny", variant="clip", frames=4,
+                      input_size=32, batch_size=8, total_batch=16, epochs=1, workers=0, plot=False,
+                      out=str(tmp_path / "run"))
+    training.train(cfg, callbacks=recorder)
+    steps = 48 // 16
+    assert recorder.events == [e for i in range(steps) for e in (("loss", i), ("loss", i), ("step", i + 1))]

@@ -2,41 +2,42 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass
 
 import typer
 
-from mbgf_cli.commands import options
-from mbgf_cli.commands.options import path_text
 from mbgf_cli.errors import UserError
+from mbgf_cli.settings import (
+    ABOVE_0,
+    AT_LEAST_1,
+    CLASSES,
+    ModelSourceOptions,
+    Range,
+    RuntimeOptions,
+    command_options,
+    option,
+)
 
-CLASSES = "Classes"
 SERVER = "Server"
 
 
-def demo(
-    checkpoint: Optional[Path] = options.INFER_CHECKPOINT,
-    pretrained: Optional[str] = options.INFER_PRETRAINED,
-    model: Optional[str] = options.INFER_MODEL,
-    frames: Optional[int] = options.INFER_FRAMES,
-    input_size: Optional[int] = options.INFER_INPUT_SIZE,
-    prompts: Optional[str] = typer.Option(None, "--prompts", show_default=False, rich_help_panel=CLASSES,
-                                          help="all | one template per class (default: as the model was trained)."),
-    top_k: int = typer.Option(5, "--top-k", "-k", rich_help_panel=CLASSES, help="Classes shown per video."),
-    window: float = typer.Option(2.0, "--window", rich_help_panel=CLASSES,
-                                 help="Timeline of a long video: seconds per window."),
-    stride: float = typer.Option(1.0, "--stride", rich_help_panel=CLASSES,
-                                 help="Timeline of a long video: seconds between window starts."),
-    device: Optional[str] = options.INFER_DEVICE,
-    amp: str = options.INFER_AMP,
-    host: Optional[str] = typer.Option(None, "--host", show_default=False, rich_help_panel=SERVER,
-                                       help="Address to serve on (default 127.0.0.1, this machine only). Another "
-                                            "one lets other machines use the page, which has no login."),
-    port: int = typer.Option(7860, "--port", rich_help_panel=SERVER, help="Port (0: any free one)."),
-    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", rich_help_panel=SERVER,
-                                        help="The largest video file the page accepts, in MB."),
-):
+@dataclass
+class DemoConfig(ModelSourceOptions, RuntimeOptions):
+    top_k: int = option(5, "--top-k", "-k", panel=CLASSES, range=AT_LEAST_1, help="Classes shown per video.")
+    window: float = option(2.0, "--window", panel=CLASSES, range=ABOVE_0,
+                           help="Timeline of a long video: seconds per window.")
+    stride: float = option(1.0, "--stride", panel=CLASSES, range=ABOVE_0,
+                           help="Timeline of a long video: seconds between window starts.")
+    host: str | None = option(None, "--host", panel=SERVER, none="127.0.0.1, this machine only",
+                              help="Address to serve on. Another one lets other machines use the page, which has no "
+                                   "login.")
+    port: int = option(7860, "--port", panel=SERVER, range=Range(0, 65535), help="Port (0: any free one).")
+    max_upload_mb: float = option(200.0, "--max-upload-mb", panel=SERVER, range=ABOVE_0,
+                                  help="The largest video file the page accepts, in MB.")
+
+
+@command_options(DemoConfig, exclude=("compile",))  # one video at a time: nothing worth compiling for
+def demo(cfg: DemoConfig):
     """Serve a page to try the model: drop a video, type classes, see the top classes (and MBGF's gate)."""
     try:
         from mbgf_cli.demo import server
@@ -45,10 +46,12 @@ def demo(
         raise UserError(f"mbgf demo needs the demo extra ({missing} is not installed): pip install 'mbgf[demo]'") \
             from None
 
-    choice = server.ModelChoice(path_text(checkpoint), pretrained, model, frames, input_size, prompts, device, amp)
-    settings = server.DemoSettings(top_k=top_k, max_upload_mb=max_upload_mb, window=window, stride=stride)
-    server.run_demo(choice, settings, host=host if host is not None else server.LOOPBACK, port=port,
-                    allow_remote=host is not None)
+    choice = server.ModelChoice(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size, cfg.prompts,
+                                cfg.device, cfg.amp)
+    settings = server.DemoSettings(top_k=cfg.top_k, max_upload_mb=cfg.max_upload_mb, window=cfg.window,
+                                   stride=cfg.stride)
+    server.run_demo(choice, settings, host=cfg.host if cfg.host is not None else server.LOOPBACK, port=cfg.port,
+                    allow_remote=cfg.host is not None)
 
 
 def register(app: typer.Typer) -> None:
