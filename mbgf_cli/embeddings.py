@@ -68,7 +68,7 @@ def digest_of(identity: dict) -> str:
 # What each identity field means, for a refusal that says what differs.
 IDENTITY_WORDS = {"videos": "other videos", "files": "other videos", "model": "another model (or it changed since)",
                   "views": "other views", "decoder": "another decoder", "prompts": "other prompts",
-                  "texts": "other texts"}
+                  "texts": "other texts", "timeline": "other windows"}
 
 
 def what_differs(recorded: dict | None, identity: dict) -> str:
@@ -117,11 +117,13 @@ class EmbedSummary:
     resumed: int = 0  # shards found finished by an earlier run
     up_to_date: bool = False
     model: str = ""
+    windows: int | None = None  # --timeline: the rows, one per window
 
     def to_json(self) -> dict:
-        return {"output": self.output, "videos": self.videos, "skipped": [v for v, _ in self.skipped],
-                "texts": self.texts, "shards": self.shards, "resumed_shards": self.resumed,
-                "up_to_date": self.up_to_date, "model": self.model}
+        summary = {"output": self.output, "videos": self.videos, "skipped": [v for v, _ in self.skipped],
+                   "texts": self.texts, "shards": self.shards, "resumed_shards": self.resumed,
+                   "up_to_date": self.up_to_date, "model": self.model}
+        return summary if self.windows is None else {**summary, "windows": self.windows}
 
 
 def content_stamps(videos: list[str]) -> list:
@@ -150,6 +152,7 @@ class EmbedPlan:
     identity: dict
     digest: str
     stamps: list
+    timeline: tuple[float, float] | None = None  # --timeline: (window, stride) in seconds
 
     def content(self, indices=None) -> str:
         chosen = self.stamps if indices is None else [self.stamps[i] for i in indices]
@@ -158,7 +161,15 @@ class EmbedPlan:
 
 def plan_embedding(cfg: EmbedConfig) -> EmbedPlan:
     """Every check a user can fail, before the model loads: views, the output file, inputs, texts."""
+    cfg.check_timeline_options()
     views = parse_views(cfg.views or "1x1")
+    spacing = None
+    if cfg.timeline:
+        from mbgf_cli.inference import timeline
+
+        spacing = timeline.window_and_stride(cfg)
+        timeline.check_timeline_views(views)
+        timeline.check_timeline_decoder(cfg.decoder)
     output = check_output_file(cfg.output, "--output")
     source = ModelSource.of(cfg)
     inputs = collect_videos(cfg.inputs, cfg.strict)
@@ -170,8 +181,10 @@ def plan_embedding(cfg: EmbedConfig) -> EmbedPlan:
     identity = {"videos": inputs.videos, "files": [os.path.abspath(v) for v in inputs.videos],
                 "model": source.fingerprint(), "views": f"{views[0]}x{views[1]}", "decoder": cfg.decoder,
                 "prompts": cfg.prompts, "texts": texts}
+    if spacing is not None:  # another window or stride is another file
+        identity["timeline"] = {"window": spacing[0], "stride": spacing[1]}
     return EmbedPlan(output, views, source, inputs, texts, identity, digest_of(identity),
-                     content_stamps(inputs.videos))
+                     content_stamps(inputs.videos), spacing)
 
 
 def finished_output(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary | None:
@@ -193,8 +206,10 @@ def finished_output(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary | None:
                         "--overwrite replaces it")
     if meta.get("content") != plan.content():
         return None  # a video changed since: made again, as a fresh run would
-    return EmbedSummary(str(output), len(meta["videos"]), [tuple(s) for s in meta["skipped"]],
-                        len(meta["texts"]), up_to_date=True, model=meta.get("model_name", ""))
+    windows = meta.get("windows")
+    return EmbedSummary(str(output), len(dict.fromkeys(meta["videos"])), [tuple(s) for s in meta["skipped"]],
+                        len(meta["texts"]), up_to_date=True, model=meta.get("model_name", ""),
+                        windows=None if windows is None else len(windows))
 
 
 def open_parts(plan: EmbedPlan, cfg: EmbedConfig) -> tuple[Path, int]:
@@ -230,6 +245,8 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
     finished = finished_output(plan, cfg)
     if finished is not None:
         return finished
+    if plan.timeline is not None:
+        return embed_timeline(plan, cfg)
     parts, shard_size = open_parts(plan, cfg)
     predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     predictor.check_views(plan.views, cfg.batch_size, cfg.views)
@@ -283,6 +300,16 @@ def merge_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts:
     if plan.inputs.videos and not videos:
         shutil.rmtree(parts)
         check_some_read(len(plan.inputs), skipped)
+    write_output(predictor, plan, cfg, videos, rows, skipped)
+    shutil.rmtree(parts)
+    return EmbedSummary(str(plan.output), len(videos), skipped, len(plan.texts), shards, resumed,
+                        model=predictor.name)
+
+
+def write_output(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, videos: list[str],
+                 rows: list[torch.Tensor], skipped: list, windows: list | None = None) -> None:
+    """OUTPUT (atomically): the video rows, the texts' and the probe's embeddings, and the metadata
+    (``windows``: a --timeline file's ``[start, end]`` of each row)."""
     width = predictor.model.clip_config.embed_dim
     tensors = {"video": torch.cat(rows) if rows else torch.zeros(0, width),
                "probe": predictor.encode_texts([PROBE_TEXT])}
@@ -294,10 +321,36 @@ def merge_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts:
             "config": predictor.config.to_dict(), "prompts": loaded.prompts, "templates": loaded.templates,
             "views": plan.identity["views"], "decoder": cfg.decoder, "identity": plan.identity,
             "digest": plan.digest, "content": plan.content()}
+    if windows is not None:
+        meta["windows"] = windows
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     _save(plan.output, tensors, meta)
-    shutil.rmtree(parts)
-    return EmbedSummary(str(plan.output), len(videos), skipped, len(plan.texts), shards, resumed, model=loaded.name)
+
+
+def embed_timeline(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary:
+    """``mbgf embed --timeline``: a row per window of every video (``Predictor.embed_windows``), each video
+    decoded once, front to back; one OUTPUT, no shards."""
+    from mbgf_cli.inference.timeline import UnreadableVideo
+
+    predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    window, stride = plan.timeline
+    videos, windows, rows, skipped = [], [], [], []
+    with progress(transient=True) as bar:
+        for video in plan.inputs.videos:
+            try:
+                spans, vectors = predictor.embed_windows(video, window, stride, plan.views[1], cfg.batch_size, bar)
+            except UnreadableVideo as e:
+                if cfg.strict:
+                    raise UserError(f"{e} (without --strict it is skipped)") from None
+                skipped.append((video, e.reason))
+                continue
+            videos += [video] * len(spans)
+            windows += [[round(start, 6), round(end, 6)] for start, end in spans]
+            rows.append(vectors.cpu())
+    check_some_read(len(plan.inputs), skipped)
+    write_output(predictor, plan, cfg, videos, rows, skipped, windows)
+    return EmbedSummary(str(plan.output), len(plan.inputs) - len(skipped), skipped, len(plan.texts), 1,
+                        model=predictor.name, windows=len(windows))
 
 
 def _shard_done(path: Path, digest: str, shard: int, content: str) -> bool:
@@ -331,6 +384,7 @@ def print_embed_summary(summary: EmbedSummary, as_json: bool) -> None:
         return
     resumed = f"; {summary.resumed} of {summary.shards} shards were already done" if summary.resumed else ""
     texts = f" and {summary.texts} texts" if summary.texts else ""
+    texts = f" ({summary.windows} windows){texts}" if summary.windows is not None else texts
     console.print(f"{summary.videos} videos{texts} embedded into {summary.output} ({summary.model}){resumed}",
                   highlight=False)
     if summary.skipped:
@@ -354,6 +408,7 @@ class Embeddings:
     texts: list[str]
     text_vectors: torch.Tensor | None     # [M, E]
     probe: torch.Tensor                   # [1, E]
+    windows: list | None = None           # --timeline files: [start, end] seconds of each row
 
     @property
     def source(self) -> ModelSource:
@@ -369,7 +424,7 @@ def read_embeddings(path) -> Embeddings:
     if meta.get("version") != VERSION:
         raise UserError(f"{path}: embeddings file version {meta.get('version')}; this mbgf reads version {VERSION}")
     return Embeddings(path, meta, list(meta["videos"]), tensors["video"], list(meta.get("texts") or []),
-                      tensors.get("text"), tensors["probe"])
+                      tensors.get("text"), tensors["probe"], meta.get("windows"))
 
 
 @dataclass
@@ -378,11 +433,14 @@ class SearchResult:
     query: str | None
     like: str | None
     results: list[tuple[str, float]]  # (video, cosine similarity), best first
+    windows: list | None = None       # a --timeline file's: [start, end] seconds of each result
 
     def to_json(self) -> dict:
-        return {"embeddings": self.embeddings, "query": self.query, "like": self.like,
-                "results": [{"rank": rank, "video": video, "similarity": round(score, 6)}
-                            for rank, (video, score) in enumerate(self.results, start=1)]}
+        results = [{"rank": rank, "video": video, "similarity": round(score, 6)}
+                   for rank, (video, score) in enumerate(self.results, start=1)]
+        for row, (start, end) in zip(results, self.windows or [], strict=False):
+            row.update(start=start, end=end)
+        return {"embeddings": self.embeddings, "query": self.query, "like": self.like, "results": results}
 
 
 def search(cfg: SearchConfig) -> SearchResult:
@@ -398,7 +456,8 @@ def search(cfg: SearchConfig) -> SearchResult:
         raise UserError(f"{cfg.embeddings}: holds no video embeddings (every video was skipped)")
     exclude = None
     if cfg.like is not None:
-        exclude = _stored_index(found, cfg.like)
+        # A --timeline file ranks windows: a video is ranked against all of them, its own included.
+        exclude = _stored_index(found, cfg.like) if found.windows is None else None
         if exclude is not None:
             query = found.vectors[exclude]
         elif Path(cfg.like).is_file():
@@ -418,7 +477,8 @@ def search(cfg: SearchConfig) -> SearchResult:
     k = min(cfg.top_k, len(found.videos) - (exclude is not None))
     values, indices = scores.topk(k) if k > 0 else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
     return SearchResult(str(cfg.embeddings), cfg.query, cfg.like,
-                        [(found.videos[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
+                        [(found.videos[int(i)], float(v)) for v, i in zip(values, indices, strict=True)],
+                        None if found.windows is None else [found.windows[int(i)] for i in indices])
 
 
 def _stored_index(found: Embeddings, video: str) -> int | None:
@@ -467,7 +527,11 @@ def print_search(result: SearchResult, as_json: bool) -> None:
     table = Table(title=escape(what), title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("video", overflow="fold")
+    if result.windows is not None:
+        table.add_column("start", justify="right")
+        table.add_column("end", justify="right")
     table.add_column("similarity", justify="right")
     for rank, (video, score) in enumerate(result.results, start=1):
-        table.add_row(str(rank), escape(video), f"{score:.4f}")
+        where = [f"{t:.2f}" for t in result.windows[rank - 1]] if result.windows is not None else []
+        table.add_row(str(rank), escape(video), *where, f"{score:.4f}")
     console.print(table)

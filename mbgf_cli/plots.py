@@ -1,6 +1,6 @@
 """PNG charts with matplotlib, an optional extra (``pip install mbgf[plot]``): the training curve,
-the confusion matrix and per-class accuracy. Without matplotlib each function prints a note and
-returns None instead of failing the run that asked for it."""
+the confusion matrix, per-class accuracy and class probability over a video's timeline. Without
+matplotlib each function prints a note and returns None instead of failing the run that asked for it."""
 
 from __future__ import annotations
 
@@ -94,6 +94,29 @@ def per_class_accuracy(accuracy: np.ndarray, class_names: list[str], path) -> Pa
     ax.set_xlabel("top-1 accuracy (%)")
     ax.set_xlim(0, 100)
     ax.set_ylim(-0.5, k - 0.5)
+    fig.tight_layout()
+    return _save(fig, plt, Path(path))
+
+
+def plot_timelines(timelines, path, top_k: int) -> Path | None:
+    """``mbgf predict --timeline --plot``: class probability over time, a panel per video
+    (``mbgf_cli.inference.timeline.VideoTimeline``s): its ``top_k`` classes (by their highest probability
+    in any window) as lines through the windows' centres."""
+    plt = _pyplot()
+    if plt is None or not timelines:
+        return None
+    fig, axes = plt.subplots(len(timelines), 1, figsize=(8, 2.8 * len(timelines)), dpi=100, squeeze=False)
+    for ax, timeline in zip(axes[:, 0], timelines, strict=True):
+        centres = [(start + end) / 2 for start, end in timeline.spans]
+        k = min(top_k, len(timeline.class_names))
+        for class_id in timeline.probs.max(dim=0).values.topk(k).indices.tolist():
+            ax.plot(centres, timeline.probs[:, class_id].tolist(), marker="." if len(centres) < 60 else None,
+                    label=timeline.class_names[class_id])
+        ax.set_title(timeline.video, fontsize=9)
+        ax.set_xlabel("time (s, window centre)")
+        ax.set_ylabel("probability")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _save(fig, plt, Path(path))
 

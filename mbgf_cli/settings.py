@@ -39,6 +39,7 @@ RUN = "Run"
 OUTPUT = "Output"
 CLASSES = "Classes"
 PROTOCOL = "Protocol"
+TIMELINE = "Timeline"
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,16 @@ def test_inference_script_runs_onnxruntime_on_the_same_batch_as_torch():
     assert onnx["max_rel_diff_to_torch_fp32"] < 1e-4  # the same logits as torch on the same batch
     assert ratios["onnx_speedup"] == pytest.approx(settings["fp32"]["batch_ms"] / onnx["batch_ms"])
     assert ratios["onnx_over_bf16_speedup"] == pytest.approx(settings["bf16"]["batch_ms"] / onnx["batch_ms"])
+
+
+def test_timeline_script_json():
+    out = run_json([sys.executable, BENCHMARKS / "timeline.py", "--short", "0.05", "--long", "0.2", "--batch-size", "4",
+                    "--json"])
+    short, long = out["short"], out["long"]
+    assert (short["frames"], long["frames"], out["length_ratio"]) == (24, 96, 4.0)
+    assert (short["windows"], long["windows"]) == (2, 11)  # 3 s and 12 s in 2 s windows every 1 s
+    for row in (short, long):
+        assert row["frames"] - 2 <= row["decoded"] <= row["frames"]  # once each, up to the last one sampled
+        assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0
+        assert row["growth_mib"] == pytest.approx(row["peak_rss_mib"] - row["baseline_rss_mib"], abs=0.11)
+    assert out["peak_rss_ratio"] == pytest.approx(long["peak_rss_mib"] / short["peak_rss_mib"], abs=1e-3)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from mbgf_cli.inference.configs import EmbedConfig
+from mbgf_cli.inference.configs import EMBED_TIMELINE_HELP, EmbedConfig
 from mbgf_cli.settings import command_options
 
 
-@command_options(EmbedConfig)
+@command_options(EmbedConfig, help={"timeline": EMBED_TIMELINE_HELP})
 def embed(cfg: EmbedConfig):
     """Embed videos: unit-norm video embeddings [N, E] with their paths (and text embeddings), for search."""
     from mbgf_cli import embeddings

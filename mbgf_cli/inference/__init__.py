@@ -21,6 +21,8 @@ The package:
              normalisation over any files), batches decoded by loader processes in order, the model's
              CPU threads shared with them, the default number of decoding processes.
   results    ``Predictions``, ``VideoEmbeddings``; predict's table, CSV and JSON.
+  timeline   scores or embeddings per window of a long video, each video decoded once front to back
+             (``Predictor.timeline``, ``mbgf predict --timeline``, ``mbgf embed --timeline``).
   configs    the options of eval, predict, embed and search (light, for ``--help``).
 The CPU rules of thumb (thread sharing, the --views memory bound) live in :mod:`mbgf_cli.heuristics`,
 each with its switch.
@@ -39,11 +41,13 @@ _WHERE = {
     "inputs": ("VIDEO_EXTENSIONS", "VideoInputs", "collect_videos", "read_path_list", "parse_classes",
                "read_class_names", "resolve_classes", "parse_views"),
     "predictor": ("ModelSource", "LoadedModel", "load_model", "pretrained_model", "require_gates", "ViewScores",
-                  "score_views", "embed_views", "text_embeddings", "Predictor", "checkpoint_folder", "predict"),
+                  "score_views", "embed_views", "text_embeddings", "Predictor", "checkpoint_folder", "predict",
+                  "predict_timeline"),
     "runtime": ("sharing_cores", "default_workers", "FileSource", "VideoFiles", "collate_views", "iterate_batches",
                 "chunks"),
-    "results": ("Ranked", "Predictions", "VideoEmbeddings", "print_predictions"),
-    "configs": ("PredictConfig", "EmbedConfig", "SearchConfig", "EvalConfig"),
+    "results": ("Ranked", "top_classes", "Predictions", "VideoEmbeddings", "print_predictions"),
+    "timeline": ("VideoTimeline", "Timelines", "UnreadableVideo"),
+    "configs": ("TimelineOptions", "PredictConfig", "EmbedConfig", "SearchConfig", "EvalConfig"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -6,25 +6,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mbgf_cli.errors import UserError
 from mbgf_cli.settings import (
+    ABOVE_0,
     AT_LEAST_1,
     DATA,
     MODEL,
     OUTPUT,
     RUN,
+    TIMELINE,
     ClassOptions,
     LoadingOptions,
     ModelSourceOptions,
     RuntimeOptions,
     argument,
+    flag,
     option,
 )
 
 VIDEO_PATHS_HELP = "Video files, folders (searched recursively) or list files (.txt: a path a line, optionally a label)."
 
+PREDICT_TIMELINE_HELP = ("Top classes per window of each video (JSON: windows: [{start, end, top}]; "
+                         "CSV: video,start,end,rank,id,label,probability). Decodes each video once.")
+EMBED_TIMELINE_HELP = ("An embedding per window of each video (with its start and end), so that mbgf search finds "
+                       "the moment. Decodes each video once.")
+
 
 @dataclass
-class PredictConfig(ClassOptions, ModelSourceOptions, LoadingOptions, RuntimeOptions):
+class TimelineOptions:
+    """Scores or embeddings per window of a long video (``mbgf_cli.inference.timeline``), for predict and
+    embed. ``--window``/``--stride`` default to ``None`` so that giving them without ``--timeline`` is refused."""
+
+    timeline: bool = option(False, "--timeline", panel=TIMELINE,
+                            help="Per window of each video (--window seconds every --stride). Decodes each video once.")
+    window: float | None = option(None, "--window", panel=TIMELINE, range=ABOVE_0, none="2",
+                                  help="--timeline: window length in seconds.")
+    stride: float | None = option(None, "--stride", panel=TIMELINE, range=ABOVE_0, none="1",
+                                  help="--timeline: seconds from one window's start to the next.")
+
+    def check_timeline_options(self, *others: str) -> None:
+        """Without ``--timeline``, its options (``window``, ``stride`` and ``others``) are refused."""
+        if self.timeline:
+            return
+        for name in ("window", "stride", *others):
+            if getattr(self, name) is not None:
+                raise UserError(f"{flag(self, name)} goes with --timeline")
+
+
+@dataclass
+class PredictConfig(ClassOptions, ModelSourceOptions, LoadingOptions, RuntimeOptions, TimelineOptions):
     inputs: list[str] = argument(..., metavar="PATH...", path=True, help=VIDEO_PATHS_HELP)
     top_k: int = option(5, "--top-k", "-k", panel=OUTPUT, range=AT_LEAST_1, help="Classes shown per video.")
     explain: bool = option(False, "--explain", panel=OUTPUT,
@@ -34,10 +64,12 @@ class PredictConfig(ClassOptions, ModelSourceOptions, LoadingOptions, RuntimeOpt
     as_json: bool = option(False, "--json", panel=OUTPUT,
                            help="Print one JSON object: {videos: [{video, top: [{id, label, probability}]}], "
                                 "skipped: [...]}.")
+    plot: str | None = option(None, "--plot", panel=TIMELINE, path=True,
+                              help="--timeline: also draw class probability over time into this PNG.")
 
 
 @dataclass
-class EmbedConfig(ModelSourceOptions, LoadingOptions, RuntimeOptions):
+class EmbedConfig(ModelSourceOptions, LoadingOptions, RuntimeOptions, TimelineOptions):
     inputs: list[str] = argument(..., metavar="PATH...", path=True, help=VIDEO_PATHS_HELP)
     output: str = option(..., "--output", "-o", "--out", panel=OUTPUT, path=True,
                          help="The embeddings file to write (e.g. videos.safetensors).")

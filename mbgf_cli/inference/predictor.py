@@ -318,13 +318,16 @@ class Predictor:
         """Class scores of a batch of views already on the device (eval's multi-view rule)."""
         return score_views(self.model, views, tokens, self.autocast, explain)
 
+    def video_vectors(self, views: torch.Tensor) -> torch.Tensor:
+        """Unit-norm video embeddings ``[B, E]`` of a batch of views already on the device."""
+        return embed_views(self.model, views, self.autocast)
+
     def embed_batches(self, dataset: VideoFiles, batches: list[list[int]], workers: int | None = None, bar=None,
                       description: str = "embed") -> Iterator:
         """Yield ``(indices, unit-norm vectors [B', E] on the CPU, [(index, reason), ...])`` per batch."""
         width = self.model.clip_config.embed_dim
         for views, indices, failures in self.stream(dataset, batches, workers, bar, description):
-            vectors = embed_views(self.model, views, self.autocast).cpu() if views is not None \
-                else torch.zeros(0, width)
+            vectors = self.video_vectors(views).cpu() if views is not None else torch.zeros(0, width)
             yield indices, vectors, failures
 
     def predict(self, videos, classes: str | Sequence[str] | None = None, views: tuple[int, int] = (1, 1),
@@ -351,6 +354,28 @@ class Predictor:
                 rows[index] = ViewScores(scores.probs[row].cpu(), scores.logits[row].cpu(),
                                          None if scores.gates is None else scores.gates[row].cpu())
         return Predictions.gather(inputs, names, rows, failed, explain)
+
+    def timeline(self, video, classes: str | Sequence[str] | None = None, window: float = 2.0, stride: float = 1.0,
+                 top_k: int = 5, crops: int = 1, batch_size: int = 8, labels_file=None, bar=None, stats=None):
+        """Class probabilities per ``window`` seconds of one video file, every ``stride`` seconds: a
+        :class:`~mbgf_cli.inference.timeline.VideoTimeline` (``.to_json()``: ``{"video", "windows":
+        [{"start", "end", "top": [{"id", "label", "probability"}]}]}``). ``stats``: a ``DecodeStats`` to
+        count into. An unreadable video is an ``UnreadableVideo`` (a ``UserError``) naming it."""
+        from mbgf_cli.inference import timeline
+
+        timeline.check_timeline(window, stride, top_k, batch_size, crops)
+        names = self.classes(classes, labels_file)
+        return timeline.video_timeline(self, video, names, self.class_tokens(names), window, stride, top_k, crops,
+                                       batch_size, stats, bar)
+
+    def embed_windows(self, video, window: float = 2.0, stride: float = 1.0, crops: int = 1, batch_size: int = 8,
+                      bar=None, stats=None) -> tuple[list[tuple[float, float]], torch.Tensor]:
+        """``(spans, vectors [W, E])``: a unit-norm embedding per ``window`` seconds of one video file, every
+        ``stride`` seconds, with each window's ``(start, end)`` in seconds (``mbgf embed --timeline``)."""
+        from mbgf_cli.inference import timeline
+
+        timeline.check_timeline(window, stride, 1, batch_size, crops)
+        return timeline.video_rows(self, video, window, stride, self.video_vectors, crops, batch_size, stats, bar)
 
     def embed(self, videos, views: tuple[int, int] = (1, 1), batch_size: int = 8, workers: int | None = None,
               decoder: str = "auto", strict: bool = False, bar=None) -> VideoEmbeddings:
@@ -391,6 +416,7 @@ def predict(cfg) -> tuple[Predictions, dict]:
     from mbgf_cli.inference.inputs import parse_views
     from mbgf_cli.outputs import check_output_file
 
+    cfg.check_timeline_options("plot")
     views = parse_views(cfg.views or "1x1")
     source = ModelSource.of(cfg)
     if cfg.csv:
@@ -407,6 +433,39 @@ def predict(cfg) -> tuple[Predictions, dict]:
         Path(cfg.csv).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg.csv, result.csv_text(cfg.top_k))
     return result, {"model": predictor.name, "views": f"{views[0]}x{views[1]}"}
+
+
+def predict_timeline(cfg):
+    """Run ``mbgf predict --timeline`` (``cfg``: a ``PredictConfig``): every check first, then each video
+    decoded once; returns ``(Timelines, info)``."""
+    from mbgf_cli.console import progress
+    from mbgf_cli.inference import timeline
+    from mbgf_cli.inference.inputs import parse_views
+
+    window, stride = timeline.window_and_stride(cfg)
+    crops = timeline.check_timeline_views(parse_views(cfg.views or "1x1"))
+    timeline.check_timeline_decoder(cfg.decoder)
+    if cfg.explain:
+        raise UserError("--explain is per video; it does not go with --timeline")
+    timeline.check_outputs(cfg.csv, cfg.plot)
+    source = ModelSource.of(cfg)
+    inputs = collect_videos(cfg.inputs, cfg.strict)
+    predictor = Predictor.from_source(source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    names = predictor.classes(cfg.classes, cfg.labels)
+    tokens = predictor.class_tokens(names)
+    result = timeline.Timelines([])
+    with progress(transient=True) as bar:
+        for video in inputs.videos:
+            try:
+                result.videos.append(timeline.video_timeline(predictor, video, names, tokens, window, stride,
+                                                             cfg.top_k, crops, cfg.batch_size, bar=bar))
+            except timeline.UnreadableVideo as e:
+                if cfg.strict:
+                    raise UserError(f"{e} (without --strict it is skipped)") from None
+                result.skipped.append((video, e.reason))
+    check_some_read(len(inputs), result.skipped)
+    timeline.write_outputs(result, cfg.csv, cfg.plot, cfg.top_k)
+    return result, {"model": predictor.name, "window": window, "stride": stride, "crops": crops}
 
 
 def check_some_read(total: int, skipped: Sequence[tuple[str, str]]) -> None:

@@ -29,6 +29,14 @@ class Ranked(NamedTuple):
     probability: float
 
 
+def top_classes(probs: torch.Tensor, class_names: list[str], k: int) -> list[list[Ranked]]:
+    """The ``k`` most probable classes of each row of ``probs [N, K]`` (at least 1, at most K), best first."""
+    k = max(1, min(k, len(class_names)))
+    values, indices = probs.topk(k, dim=1) if len(probs) else (torch.zeros(0, k), torch.zeros(0, k))
+    return [[Ranked(int(i), class_names[int(i)], float(p)) for p, i in zip(row_p, row_i, strict=True)]
+            for row_p, row_i in zip(values, indices.long(), strict=True)]
+
+
 @dataclass
 class Predictions:
     """What ``Predictor.predict`` returns. Rows follow ``videos`` (the videos that could be read, in
@@ -60,10 +68,7 @@ class Predictions:
         return self.probs.argmax(dim=1)
 
     def top(self, k: int = 5) -> list[list[Ranked]]:
-        k = max(1, min(k, len(self.class_names)))
-        values, indices = self.probs.topk(k, dim=1) if len(self.videos) else (torch.zeros(0, k), torch.zeros(0, k))
-        return [[Ranked(int(i), self.class_names[int(i)], float(p)) for p, i in zip(row_p, row_i, strict=True)]
-                for row_p, row_i in zip(values, indices.long(), strict=True)]
+        return top_classes(self.probs, self.class_names, k)
 
     def accuracy(self) -> tuple[int, int] | None:
         """(correct top-1, labelled videos) when every scored video has a label in range, else None."""
