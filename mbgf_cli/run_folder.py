@@ -175,13 +175,16 @@ def is_run(folder) -> bool:
 
 def check_run_folder(folder, overwrite: bool = False) -> Path:
     """``--output`` can hold this run (checked before any work): absent, empty, a run folder, or left with
-    only a lock by a start that stopped at once. Anything else is the user's: refused."""
+    only a lock by a start that stopped at once. Anything else is the user's: refused, or with
+    ``--overwrite`` written beside unless a name the run writes is the user's (the one policy,
+    ``mbgf_cli/outputs.py``)."""
     from mbgf_cli import outputs
 
     folder = Path(folder)
     if folder.is_dir() and ({p.name for p in folder.iterdir()} <= {LOCK_FILE} or legacy_run(folder)):
         return folder
-    return outputs.check_output_folder(folder, "--output", KIND, overwrite)
+    # writes: with --overwrite a run goes beside the user's files, never over one of its names
+    return outputs.check_output_folder(folder, "--output", KIND, overwrite, writes=ARTEFACTS)
 
 
 def claim(folder) -> None:

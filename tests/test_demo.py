@@ -250,12 +250,14 @@ def test_zero_shot_clip_needs_typed_classes_and_has_no_gate(tmp_path, monkeypatc
     import torch
     from starlette.testclient import TestClient
 
-    from clip.model import CLIP, CONFIGS
+    from clip.model import CLIP
+    from fusion import BACKBONES
     from mbgf_cli.demo import server
 
     torch.manual_seed(0)
     weights = tmp_path / "ViT-tiny.pt"
-    config = CONFIGS["tiny"].__class__(**{**CONFIGS["tiny"].__dict__, "image_resolution": 32})
+    tiny = BACKBONES["tiny"].clip_config
+    config = tiny.__class__(**{**tiny.__dict__, "image_resolution": 32})
     torch.save(CLIP(config).state_dict(), weights)  # an OpenAI-format state dict
     video = write_video(tmp_path / "v.mp4", frames=colour_frames(1, seed=3))
     seen = {}
@@ -284,11 +286,11 @@ def test_option_errors_are_one_line_before_any_work(colour, capsys):
     port = taken.getsockname()[1]
     cases = {
         ("--top-k", "0"): "--top-k must be at least 1, not 0",
-        ("--max-upload-mb", "0"): "--max-upload-mb must be more than 0, not 0",
-        ("--stride", "-1"): "--stride must be more than 0 seconds, not -1",
+        ("--max-upload-mb", "0"): "--max-upload-mb must be above 0, not 0",
+        ("--stride", "-1"): "--stride must be above 0, not -1",
         ("--frames", "8"): "--frames: for --pretrained (a checkpoint says its own)",
         ("--port", str(port)): f"--host 127.0.0.1 --port {port}: cannot listen there",
-        ("--port", "70000"): "--port must be 0..65535, not 70000",
+        ("--port", "70000"): "--port must be in [0, 65535], not 70000",
     }
     try:
         for extra, message in cases.items():

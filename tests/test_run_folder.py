@@ -152,7 +152,7 @@ def test_only_a_folder_mbgf_marked_as_a_run_is_a_run_and_the_users_own_config_an
     (users / "best" / "weights.bin").write_text("mine")
     assert not run_folder.is_run(users)
     for overwrite in (False, True):
-        with pytest.raises(UserError, match="holds files mbgf did not write"):
+        with pytest.raises(UserError, match="not written by `mbgf train`|is not mbgf's and would be replaced"):
             run_folder.check_run_folder(users, overwrite)
     assert sorted(p.name for p in users.iterdir()) == ["best", "config.json"]
     assert (users / "config.json").read_text() == '{"learning_rate": 0.1}'

@@ -54,7 +54,9 @@ def test_a_folder_that_is_not_a_run_is_refused_and_left_as_it_was(toy_dataset, t
         code, _, stderr = run_cli(["train", "--dataset", "synthetic", "--root", toy_dataset, *TINY_RUN, "--out", out,
                                    *extra], capsys)
         assert code == 2
-        assert f"--output {out}: holds files mbgf did not write" in " ".join(stderr.split())
+        said = " ".join(stderr.split())
+        assert (f"--output {out}: not empty and not written by `mbgf train`" in said if not extra
+                else f"--output {out}: {out / 'last'} is not mbgf's and would be replaced" in said), said
         assert [p.name for p in out.iterdir()] == ["last"]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import typer
 
 from mbgf_cli.errors import UserError
+from mbgf_cli.inference.configs import DEFAULT_STRIDE, DEFAULT_WINDOW, WindowOptions
 from mbgf_cli.settings import (
     ABOVE_0,
     AT_LEAST_1,
@@ -22,12 +23,8 @@ SERVER = "Server"
 
 
 @dataclass
-class DemoConfig(ModelSourceOptions, RuntimeOptions):
+class DemoConfig(WindowOptions, ModelSourceOptions, RuntimeOptions):
     top_k: int = option(5, "--top-k", "-k", panel=CLASSES, range=AT_LEAST_1, help="Classes shown per video.")
-    window: float = option(2.0, "--window", panel=CLASSES, range=ABOVE_0,
-                           help="Timeline of a long video: seconds per window.")
-    stride: float = option(1.0, "--stride", panel=CLASSES, range=ABOVE_0,
-                           help="Timeline of a long video: seconds between window starts.")
     host: str | None = option(None, "--host", panel=SERVER, none="127.0.0.1, this machine only",
                               help="Address to serve on. Another one lets other machines use the page, which has no "
                                    "login.")
@@ -48,8 +45,9 @@ def demo(cfg: DemoConfig):
 
     choice = server.ModelChoice(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size, cfg.prompts,
                                 cfg.device, cfg.amp)
-    settings = server.DemoSettings(top_k=cfg.top_k, max_upload_mb=cfg.max_upload_mb, window=cfg.window,
-                                   stride=cfg.stride)
+    settings = server.DemoSettings(top_k=cfg.top_k, max_upload_mb=cfg.max_upload_mb,
+                                   window=DEFAULT_WINDOW if cfg.window is None else cfg.window,
+                                   stride=DEFAULT_STRIDE if cfg.stride is None else cfg.stride)
     server.run_demo(choice, settings, host=cfg.host if cfg.host is not None else server.LOOPBACK, port=cfg.port,
                     allow_remote=cfg.host is not None)
 

@@ -24,6 +24,8 @@ from mbgf_cli.settings import (
     option,
 )
 
+DEFAULT_WINDOW, DEFAULT_STRIDE = 2.0, 1.0  # seconds: a timeline's windows when --window/--stride are not given
+
 VIDEO_PATHS_HELP = "Video files, folders (searched recursively) or list files (.txt: a path a line, optionally a label)."
 
 PREDICT_TIMELINE_HELP = ("Top classes per window of each video (JSON: windows: [{start, end, top}]; "
@@ -33,16 +35,22 @@ EMBED_TIMELINE_HELP = ("An embedding per window of each video (with its start an
 
 
 @dataclass
-class TimelineOptions:
-    """Scores or embeddings per window of a long video (``mbgf_cli.inference.timeline``), for predict and
-    embed. ``--window``/``--stride`` default to ``None`` so that giving them without ``--timeline`` is refused."""
+class WindowOptions:
+    """The windows of a long video's timeline (``mbgf_cli.inference.timeline``), in seconds."""
+
+    window: float | None = option(None, "--window", panel=TIMELINE, range=ABOVE_0, none=f"{DEFAULT_WINDOW:g}",
+                                  help="Timeline: window length in seconds.")
+    stride: float | None = option(None, "--stride", panel=TIMELINE, range=ABOVE_0, none=f"{DEFAULT_STRIDE:g}",
+                                  help="Timeline: seconds from one window's start to the next.")
+
+
+@dataclass
+class TimelineOptions(WindowOptions):
+    """Scores or embeddings per window of a long video, for predict and embed. ``--window``/``--stride``
+    default to ``None`` so that giving them without ``--timeline`` is refused."""
 
     timeline: bool = option(False, "--timeline", panel=TIMELINE,
                             help="Per window of each video (--window seconds every --stride). Decodes each video once.")
-    window: float | None = option(None, "--window", panel=TIMELINE, range=ABOVE_0, none="2",
-                                  help="--timeline: window length in seconds.")
-    stride: float | None = option(None, "--stride", panel=TIMELINE, range=ABOVE_0, none="1",
-                                  help="--timeline: seconds from one window's start to the next.")
 
     def check_timeline_options(self, *others: str) -> None:
         """Without ``--timeline``, its options (``window``, ``stride`` and ``others``) are refused."""

@@ -36,11 +36,8 @@ from mbgf_cli.data.windows import (
     video_length,
 )
 from mbgf_cli.errors import UserError
+from mbgf_cli.inference.configs import DEFAULT_STRIDE, DEFAULT_WINDOW
 from mbgf_cli.inference.results import Ranked, top_classes
-
-DEFAULT_WINDOW = 2.0  # seconds
-DEFAULT_STRIDE = 1.0
-
 
 # --------------------------------------------------------------------------------------------------
 # Results
