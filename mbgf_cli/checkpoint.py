@@ -1,6 +1,6 @@
 """Checkpoints: a directory with safetensors weights and a JSON-described training state. No pickle.
 
-Layout of a checkpoint directory (DESIGN.md):
+Layout of a checkpoint directory (docs/DESIGN.md, "Checkpoints"):
 
     model.safetensors        weights; header metadata (JSON strings): model config, class names, epoch, metrics
     train_state.safetensors  the tensors of the training state (optimiser moments, RNG states, ...)

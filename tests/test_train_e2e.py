@@ -28,7 +28,7 @@ def test_train_then_eval_gives_the_last_epochs_val_top1(toy_dataset, tmp_path, c
     assert (out / "training_curve.png").stat().st_size > 1000
     assert "epoch" in stdout and "val" in stdout  # the per-epoch table
 
-    # Checkpoints: safetensors with the metadata DESIGN.md lists.
+    # Checkpoints: safetensors with the metadata docs/DESIGN.md lists.
     meta = read_meta(out / "last")
     assert meta["epoch"] == 2 and meta["config"]["model"] == "tiny" and meta["config"]["mbgf"] is True
     assert len(meta["class_names"]) == 12 and meta["metrics"]["top1"] == records[1]["top1"]
