@@ -512,3 +512,21 @@ def random_mmaction2_state_dict(dims: TinyDims = TinyDims(), frames: int = 8, se
     clip_sd = random_clip_state_dict(dims, seed, embedding_std=embedding_std)
     head = random_actionclip_head(dims, seed + 1, position_rows=frames, position_std=position_std)
     return {**{f"clip.{k}": v for k, v in clip_sd.items()}, **{f"adapter.{k}": v for k, v in head.items()}}
+
+
+def randomized(model, seed):
+    """Every parameter of a transformers (or clip/) model drawn at random: transformers leaves LayerNorms at
+    identity and biases at zero, which would hide a misplaced one."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if name == "logit_scale":
+                p.copy_(math.log(1 / 0.07) + 0.1 * noise)
+            elif name.endswith("alpha"):
+                p.copy_(0.5 + 0.1 * noise)
+            elif p.ndim == 1:
+                p.copy_((1.0 if ("norm" in name or "ln_" in name) and name.endswith("weight") else 0.0) + 0.1 * noise)
+            else:
+                p.copy_(noise * p[0].numel() ** -0.5)
+    return model.eval()

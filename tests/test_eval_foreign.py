@@ -91,15 +91,7 @@ def test_eval_takes_a_hugging_face_xclip_directory(toy_dataset, tmp_path, capsys
 
     predicted, probability = evaluated(directory, toy_dataset, tmp_path, capsys)
 
-    class_names = read_labels(toy_dataset / "labels.csv")
-    tokens = class_text_tokens(class_names, "all", ["{}"]).reshape(len(class_names), -1)  # X-CLIP: the name alone
-    dataset = VideoDataset(toy_dataset, "val.txt", len(class_names), frames=frames, input_size=32, train=False,
-                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    with torch.no_grad():
-        probs = torch.stack([hf_model(input_ids=tokens, pixel_values=dataset[i][0]).logits_per_video.softmax(-1).mean(0)
-                             for i in range(len(dataset))])
-    assert predicted == probs.argmax(-1).tolist()
-    assert torch.allclose(probability, probs.max(-1).values, atol=1e-4)
+    assert_transformers_agree(hf_model, toy_dataset, frames, predicted, probability)
 
 
 def test_train_init_takes_an_xclip_file_as_its_training_code_wrote_it(toy_dataset, tmp_path, capsys):
@@ -128,3 +120,17 @@ def test_train_init_takes_an_xclip_file_as_its_training_code_wrote_it(toy_datase
     table = model.state_dict()["mit.positional_embedding"]
     start = weights["mit.positional_embedding"]
     assert 0 < float((table - start).abs().max()) < 0.01 < float(start.abs().max())
+
+
+def assert_transformers_agree(hf_model, toy_dataset, frames, predicted, probability):
+    """``mbgf eval``'s predictions (class and probability per video) equal a transformers XCLIPModel's on
+    the same clips, averaged over views as eval does."""
+    class_names = read_labels(toy_dataset / "labels.csv")
+    tokens = class_text_tokens(class_names, "all", ["{}"]).reshape(len(class_names), -1)  # X-CLIP: the name alone
+    dataset = VideoDataset(toy_dataset, "val.txt", len(class_names), frames=frames, input_size=32, train=False,
+                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    with torch.no_grad():
+        probs = torch.stack([hf_model(input_ids=tokens, pixel_values=dataset[i][0]).logits_per_video.softmax(-1).mean(0)
+                             for i in range(len(dataset))])
+    assert predicted == probs.argmax(-1).tolist()
+    assert torch.allclose(probability, probs.max(-1).values, atol=1e-4)

@@ -4,7 +4,6 @@ transformers itself from a config (no download), saved as transformers saves the
 ``mbgf export --format hf`` and loaded back with ``from_pretrained``."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -38,25 +37,6 @@ XCLIP_VISION = dict(VISION, num_frames=FRAMES, mit_hidden_size=DIMS.embed, mit_i
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def randomized(model, seed):
-    """Every parameter drawn at random (transformers' initialisation leaves LayerNorms at identity and
-    biases at zero, which would hide a misplaced one)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if name == "logit_scale":
-                p.copy_(math.log(1 / 0.07) + 0.1 * noise)
-            elif name.endswith("alpha"):
-                p.copy_(0.5 + 0.1 * noise)
-            elif p.ndim == 1:
-                p.copy_((1.0 if "norm" in name and name.endswith("weight") else 0.0) + 0.1 * noise)
-            elif p.ndim in (2, 4):
-                p.copy_(noise * p[0].numel() ** -0.5)
-            else:
-                p.copy_(0.5 * noise)
-    return model.eval()
-
 
 def mbgf(*args) -> str:
     """Run an mbgf command that must succeed; its output."""
@@ -79,12 +59,12 @@ def inputs():
 def xclip_model():
     config = XCLIPConfig(text_config=TEXT, vision_config=XCLIP_VISION, projection_dim=DIMS.embed,
                          prompt_num_attention_heads=DIMS.embed // 64)
-    return randomized(XCLIPModel(config), seed=1)
+    return ref.randomized(XCLIPModel(config), seed=1)
 
 
 @pytest.fixture(scope="module")
 def clip_model():
-    return randomized(CLIPModel(CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=DIMS.embed)), seed=2)
+    return ref.randomized(CLIPModel(CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=DIMS.embed)), seed=2)
 
 
 @pytest.fixture(scope="module")

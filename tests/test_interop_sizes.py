@@ -4,7 +4,6 @@ activation): transformers' own random CLIPModel / XCLIPModel of such sizes, save
 the checkpoint records, and compute what their producers compute (≤ 1e-4 relative)."""
 
 import csv
-import math
 
 import pytest
 import reference_models as ref
@@ -13,10 +12,9 @@ import transformers
 
 import clip
 import fusion
-from fusion.prompts import class_text_tokens
 from mbgf_cli import interop
 from mbgf_cli.checkpoint import load_checkpoint, read_meta
-from mbgf_cli.data import VideoDataset, read_labels
+from tests.test_eval_foreign import assert_transformers_agree
 from tests.test_train_support import run_cli
 
 TOLERANCE = 1e-4  # relative: max |mbgf - producer| / max |producer|
@@ -44,23 +42,6 @@ CLIP_SIZES = {
 }
 
 
-def randomized(model, seed):
-    """Every parameter drawn at random (transformers leaves LayerNorms at identity and biases at zero,
-    which would hide a misplaced one)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if name == "logit_scale":
-                p.copy_(math.log(1 / 0.07) + 0.1 * noise)
-            elif name.endswith("alpha"):
-                p.copy_(0.5 + 0.1 * noise)
-            elif p.ndim == 1:
-                p.copy_((1.0 if ("norm" in name or "ln_" in name) and name.endswith("weight") else 0.0) + 0.1 * noise)
-            else:
-                p.copy_(noise * p[0].numel() ** -0.5)
-    return model.eval()
-
 
 def tokens_for(vocab: int, context: int, count: int = CLASSES):
     """Start token, words, end-of-text (the highest id), padding: tokenize()'s shape at this vocabulary."""
@@ -75,7 +56,7 @@ def features(output):
 @torch.no_grad()
 def test_a_clip_model_of_any_size_converts_records_its_architecture_and_computes_the_same(size, tmp_path):
     values = CLIP_SIZES[size]
-    hf_model = randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=7)
+    hf_model = ref.randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=7)
     hf_model.save_pretrained(tmp_path / "hf")
     text, vision = values["text_config"], values["vision_config"]
     image = vision["image_size"]
@@ -115,7 +96,7 @@ def test_a_clip_model_of_any_size_converts_records_its_architecture_and_computes
 def test_the_comparison_can_fail(tmp_path):
     """Heads taken as width / 64 (what mbgf assumed before) would not compute transformers' numbers."""
     values = CLIP_SIZES["w128-p16-64px"]
-    hf_model = randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=7)
+    hf_model = ref.randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=7)
     hf_model.save_pretrained(tmp_path / "hf")
     model, _ = interop.load_any_checkpoint(tmp_path / "hf")
     for block in model.transformer.resblocks:
@@ -137,7 +118,7 @@ def custom_xclip(tmp_path_factory):
                   mit_num_attention_heads=1)
     config = transformers.XCLIPConfig(text_config=text, vision_config=vision, projection_dim=64,
                                       prompt_num_attention_heads=1)
-    hf_model = randomized(transformers.XCLIPModel(config), seed=9)
+    hf_model = ref.randomized(transformers.XCLIPModel(config), seed=9)
     directory = tmp_path_factory.mktemp("xclip") / "xclip-custom"
     hf_model.save_pretrained(directory)
     transformers.VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}) \
@@ -172,15 +153,7 @@ def test_eval_on_a_converted_xclip_of_any_size_predicts_as_transformers(custom_x
     predicted = [int(row["predicted"]) for row in rows]
     probability = torch.tensor([float(row["probability"]) for row in rows])
 
-    class_names = read_labels(toy_dataset / "labels.csv")
-    tokens = class_text_tokens(class_names, "all", ["{}"]).reshape(len(class_names), -1)  # X-CLIP: the name alone
-    dataset = VideoDataset(toy_dataset, "val.txt", len(class_names), frames=FRAMES, input_size=32, train=False,
-                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    with torch.no_grad():
-        probs = torch.stack([hf_model(input_ids=tokens, pixel_values=dataset[i][0]).logits_per_video.softmax(-1).mean(0)
-                             for i in range(len(dataset))])
-    assert predicted == probs.argmax(-1).tolist()
-    assert torch.allclose(probability, probs.max(-1).values, atol=1e-4)
+    assert_transformers_agree(hf_model, toy_dataset, FRAMES, predicted, probability)
 
 
 # ------------------------------------------------------------------------------ OpenAI's format, any size
@@ -195,7 +168,7 @@ def test_an_openai_format_file_of_any_size_loads_and_converts(tmp_path):
                                    transformer_heads=1, transformer_layers=2, vision_mlp_width=320,
                                    transformer_mlp_width=100)
     torch.manual_seed(0)
-    original = randomized(clip.CLIP(architecture), seed=3)
+    original = ref.randomized(clip.CLIP(architecture), seed=3)
     torch.save(original.state_dict(), tmp_path / "ViT-custom.pt")
     assert clip.load(tmp_path / "ViT-custom.pt").config == architecture
 
@@ -216,7 +189,7 @@ def test_a_custom_backbone_exports_to_transformers_and_back(tmp_path):
     """mbgf export writes the custom architecture (heads, MLP widths, GELU) into transformers' config:
     CLIPModel.from_pretrained loads every weight and computes the same logits."""
     values = CLIP_SIZES["gelu-w96-p8-40px"]
-    randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=11).save_pretrained(tmp_path / "hf")
+    ref.randomized(transformers.CLIPModel(transformers.CLIPConfig(**values)), seed=11).save_pretrained(tmp_path / "hf")
     interop.convert_checkpoint(tmp_path / "hf", tmp_path / "mbgf")
     model, _ = load_checkpoint(tmp_path / "mbgf")
     code, _, stderr = run_cli(["export", tmp_path / "mbgf", "--format", "hf", "-o", tmp_path / "back"])
