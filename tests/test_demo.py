@@ -7,6 +7,7 @@ and a non-video the server's message."""
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -440,11 +441,10 @@ def test_the_readme_screenshot_command(colour, tmp_path):
     root, checkpoint = colour
     (tmp_path / "runs" / "synthetic-tiny-clip-mbgf").mkdir(parents=True)
     (tmp_path / "runs" / "synthetic-tiny-clip-mbgf" / "best").symlink_to(checkpoint)
-    video = tmp_path / "new_videos" / "videos" / "moving_something_from_left_to_right" / "0000.mp4"
-    video.parent.mkdir(parents=True)
-    video.write_bytes((root / "videos" / "c0" / "v0.mp4").read_bytes())
-    command = ("python -m tests.demo_screenshot --checkpoint runs/synthetic-tiny-clip-mbgf/best "
-               "--video new_videos/videos/moving_something_from_left_to_right/0000.mp4 -o docs/demo.png").split()
+    (tmp_path / "long.mp4").write_bytes((root / "videos" / "c0" / "v0.mp4").read_bytes())
+    command = shlex.split("python -m tests.demo_screenshot --checkpoint runs/synthetic-tiny-clip-mbgf/best "
+                          "--video long.mp4 --classes \"moving something up, something growing, something getting "
+                          "brighter\" -o docs/demo.png")
     done = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-3000:]
