@@ -4,8 +4,8 @@ activation): transformers' own random CLIPModel / XCLIPModel of such sizes, save
 the checkpoint records, and compute what their producers compute (≤ 1e-4 relative)."""
 
 import csv
-from pathlib import Path
 import math
+from pathlib import Path
 
 import pytest
 import reference_models as ref
