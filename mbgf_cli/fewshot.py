@@ -411,15 +411,6 @@ KIND = "fewshot"  # the output folder's marker (mbgf_cli.outputs)
 WRITES = ("splits", "runs", "results.csv", "table.md")  # beside a start_clip-*.safetensors with --init
 
 
-def claim_output(out: Path, kind: str, names) -> None:
-    """Mark ``out`` as ``kind``'s output listing ``names`` before they are written (a kill leaves them
-    known as mbgf's, so the same command resumes and --overwrite never mistakes them for the user's)."""
-    from mbgf_cli import outputs
-
-    out.mkdir(parents=True, exist_ok=True)
-    outputs.record_outputs(out, kind, names)
-
-
 # Fields of a run's TrainConfig that do not change its numbers (or are set per run).
 _NOT_RECORDED = ("out", "resume", "train_list", "variant", "mbgf", "init", "pretrained", "workers", "decoder",
                  "device", "plot", "strict", "inject_nan_at_step", "stop_at_step", "eval_every", "seed")
@@ -518,7 +509,7 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
         return ({v.name: {"pretrained": train_cfg.pretrained} for v in variants},
                 f"CLIP ({name})", {"start": train_cfg.pretrained})
 
-    from mbgf_cli import checkpoint
+    from mbgf_cli import checkpoint, outputs
 
     init_dir = checkpoint.resolve_directory(init)
     config = checkpoint.read_meta(init_dir)["config"]
@@ -531,7 +522,7 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
             per_variant[v.name] = {"init": str(init_dir)}
         else:  # named by the checkpoint's digest: a retrained checkpoint never meets an old extract
             clip_file = Path(cfg.out) / f"start_clip-{digest[:12]}.safetensors"
-            claim_output(Path(cfg.out), cfg.kind, [clip_file.name])
+            outputs.record_outputs(cfg.out, cfg.kind, [clip_file.name])  # before it is written: known as mbgf's
             clip_file = clip_weights_from_checkpoint(init_dir, clip_file)
             per_variant[v.name] = {"pretrained": str(clip_file.resolve())}
     words = (f"{init_dir} ({held.name}; other variants from its CLIP weights)"
@@ -554,7 +545,7 @@ def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], N
     template = fill_recipe(cfg.train)
     root, train_list, val_list, label_file = dataset_paths(template)  # data problems first
     class_names = read_labels(label_file)
-    claim_output(out, cfg.kind, WRITES)
+    outputs.record_outputs(out, cfg.kind, WRITES)  # before they are written: a kill leaves them known as mbgf's
     per_variant, start_words, start_record = starting_weights(cfg, variants)
 
     if cfg.split_files:

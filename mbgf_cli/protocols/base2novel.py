@@ -133,7 +133,7 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
         raise UserError("--shots must be at least 1 and --seeds must name a seed")
     root, train_list, val_list, label_file = fewshot.dataset_paths(fewshot.fill_recipe(cfg.train))
     class_names = read_labels(label_file)
-    fewshot.claim_output(out, KIND, WRITES)
+    outputs.record_outputs(out, KIND, WRITES)  # before they are written: a kill leaves them known as mbgf's
     base_ids, (base_val, base_labels), (novel_val, novel_labels) = _halves(
         out, dataset, class_names, read_video_list(val_list, len(class_names)))
     splits = training_lists(cfg, dataset, train_list, class_names, base_ids)

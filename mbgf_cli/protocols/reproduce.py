@@ -308,7 +308,6 @@ def execute(plan: Plan, on_command=None) -> None:
     """Run every distinct command not finished yet (each resumes itself); an eval's JSON is kept."""
     started = []
     if plan.kind != fewshot.KIND:  # mbgf fewshot marks its own folder
-        plan.out.mkdir(parents=True, exist_ok=True)
         outputs.record_outputs(plan.out, plan.kind, plan.writes)
     for run in plan.runs:
         if run.argv in started or (run.done is not None and run.done.is_file()):
