@@ -63,7 +63,7 @@ class TrainConfig:
         help="Decode every video once and keep the frames in memory (small datasets).")
     # model
     # the help names fusion.BACKBONES by hand (the registry imports torch, --help does not); a test keeps them equal
-    model: str | None = option(None, "--model", "-m", panel=MODEL, check=lambda value, name: check_model(value, name, with_init=True),
+    model: str | None = option(None, "--model", "-m", panel=MODEL, check=lambda value, name: check_model(value, name, with_weights=True),
                                help="Backbone: b32, b16, l14, l14-336, tiny (random init).")
     variant: str | None = option(None, "--variant", panel=MODEL, help="clip (mean pooling), actionclip, xclip.")
     mbgf: bool = option(True, "--mbgf/--no-mbgf", panel=MODEL, help="Multi-Branch Gated Fusion.")
@@ -302,22 +302,22 @@ def check_choices(cfg: ResolvedConfig) -> ResolvedConfig:
     if cfg.prompts not in ("all", "one"):
         raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
     check_ranges(cfg)  # the recipe's values too
-    check_model(cfg.model, flag("model"), with_init=cfg.init is not None)
+    check_model(cfg.model, flag("model"), with_weights=bool(cfg.init or cfg.pretrained))
     check_batch_memory(cfg)
     return cfg
 
 
-def check_model(model: str | None, name: str = "--model", with_init: bool = False) -> None:
-    """``--model`` names a backbone of the registry; ``custom`` (a CLIP of any size) only comes with an
-    ``--init`` checkpoint, which records its architecture."""
+def check_model(model: str | None, name: str = "--model", with_weights: bool = False) -> None:
+    """``--model`` names a backbone of the registry; ``custom`` (a CLIP of any size) only comes with weights
+    whose shapes give its architecture: an ``--init`` checkpoint or a ``--pretrained`` file."""
     if model is None:
         return
     import fusion
 
     if model == fusion.CUSTOM:
-        if not with_init:
-            raise UserError(f"{name} custom is a checkpoint's CLIP of any size: give it with --init CHECKPOINT, "
-                            f"or choose a backbone: {', '.join(fusion.BACKBONES)}")
+        if not with_weights:
+            raise UserError(f"{name} custom is a CLIP of any size, read from its weights: give --init CHECKPOINT or "
+                            f"--pretrained FILE, or choose a backbone: {', '.join(fusion.BACKBONES)}")
         return
     if model not in fusion.BACKBONES:
         raise UserError(f"{name} {model!r}: no such backbone; choose from {', '.join(fusion.BACKBONES)}")

@@ -257,3 +257,23 @@ def test_predict_zero_shot_from_an_openai_format_file_of_any_size(tmp_path, caps
     for row in rows:
         assert {r["label"] for r in row["top"]} == {"a", "b"}
         assert sum(r["probability"] for r in row["top"]) == pytest.approx(1.0, abs=1e-5)
+
+
+@torch.no_grad()
+def test_train_model_custom_takes_the_clip_of_a_pretrained_file_of_any_size(tmp_path):
+    """``mbgf train --model custom --pretrained FILE`` (as fewshot's other variants start from a custom
+    checkpoint's CLIP): the file's architecture and weights, not a named backbone's."""
+    from mbgf_cli import training
+    from mbgf_cli.train_config import TrainConfig, resolve_config
+
+    architecture = clip.CLIPConfig(embed_dim=32, image_resolution=40, vision_layers=2, vision_width=96,
+                                   vision_patch_size=8, context_length=20, vocab_size=49408, transformer_width=64,
+                                   transformer_heads=1, transformer_layers=1)
+    original = randomized(clip.CLIP(architecture), seed=5)
+    torch.save(original.state_dict(), tmp_path / "ViT-odd.pt")
+    cfg = resolve_config(TrainConfig(dataset="synthetic", model="custom", pretrained=str(tmp_path / "ViT-odd.pt"),
+                                     variant="clip", mbgf=False, frames=2, input_size=40))
+    model = training.build_model(cfg, torch.device("cpu"))
+    assert model.clip_config == architecture and model.config.model == "custom"
+    assert torch.equal(model.visual.conv1.weight, original.visual.conv1.weight)
+    assert torch.equal(model.token_embedding.weight, original.token_embedding.weight)

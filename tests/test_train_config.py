@@ -147,7 +147,7 @@ def test_sizes_beyond_memory_are_refused_before_the_model_or_the_loaders(tmp_pat
 
 @pytest.mark.parametrize("model, expected", [
     ("foo", "--model 'foo': no such backbone; choose from b32, b16, l14, l14-336, tiny"),
-    ("custom", "--model custom is a checkpoint's CLIP of any size: give it with --init CHECKPOINT"),
+    ("custom", "--model custom is a CLIP of any size, read from its weights: give --init CHECKPOINT or --pretrained"),
 ])
 def test_a_model_the_registry_has_not_is_one_line_naming_the_backbones(tmp_path, capsys, model, expected):
     args = ["train", "--dataset", "synthetic", "--root", tmp_path / "data", "--model", model, "--workers", "0",
