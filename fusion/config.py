@@ -31,13 +31,14 @@ class Backbone:
     clip_config: CLIPConfig  # the architecture, at the resolution its weights were trained at
     clip_name: str | None = None     # the released CLIP weights (a clip.load name); None: none released
     follows_input_size: bool = False  # random init only: built at the input size, not at clip_config's
+    small: bool = False  # matrices too small for bf16 kernels to win back the backward pass's casts on a CPU
 
 
 BACKBONES = {
     **{m.short_name: Backbone(m.name.removeprefix("ViT-"), m.config, m.name) for m in RELEASED.values()},
     # random init, for CPU demos and tests
     "tiny": Backbone("tiny", CLIPConfig(128, 112, 4, 128, 16, transformer_width=128, transformer_heads=2,
-                                        transformer_layers=2), follows_input_size=True),
+                                        transformer_layers=2), follows_input_size=True, small=True),
 }
 CUSTOM = "custom"  # a backbone of any size: VideoModelConfig.architecture holds its CLIP
 

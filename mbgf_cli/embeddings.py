@@ -247,8 +247,8 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
         return finished
     if plan.timeline is not None:
         return embed_timeline(plan, cfg)
+    predictor = load_predictor(plan, cfg)
     parts, shard_size = open_parts(plan, cfg)
-    predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     predictor.check_views(plan.views, cfg.batch_size, cfg.views)
     total = len(plan.inputs)
     shards = [range(k * shard_size, min(total, (k + 1) * shard_size)) for k in range(math.ceil(total / shard_size))]
@@ -256,6 +256,17 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
             if _shard_done(shard_file(parts, k), plan.digest, k, plan.content(indices))}
     compute_shards(predictor, plan, cfg, parts, shards, done)
     return merge_shards(predictor, plan, cfg, parts, len(shards), len(done))
+
+
+def load_predictor(plan: EmbedPlan, cfg: EmbedConfig) -> Predictor:
+    """The model, and what the output needs of it beside the videos checked before any video is decoded:
+    the probe text's embedding (an ONNX file exported without --free-text has no text encoder)."""
+    predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    try:
+        predictor.encode_texts([PROBE_TEXT])
+    except UserError as e:
+        raise UserError(f"mbgf embed stores text embeddings with the videos (for mbgf search): {e}") from None
+    return predictor
 
 
 def compute_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts: Path, shards: list[range],
@@ -332,7 +343,7 @@ def embed_timeline(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary:
     decoded once, front to back; one OUTPUT, no shards."""
     from mbgf_cli.inference.timeline import UnreadableVideo
 
-    predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
+    predictor = load_predictor(plan, cfg)
     window, stride = plan.timeline
     videos, windows, rows, skipped = [], [], [], []
     with progress(transient=True) as bar:

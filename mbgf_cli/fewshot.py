@@ -407,6 +407,10 @@ def clip_weights_from_checkpoint(checkpoint_dir: str | os.PathLike, out_path: st
 
 # --------------------------------------------------------------------------- the command's engine
 
+KIND = "fewshot"  # the output folder's marker (mbgf_cli.outputs)
+WRITES = ("splits", "runs", "results.csv", "table.md")  # beside a start_clip-*.safetensors with --init
+
+
 # Fields of a run's TrainConfig that do not change its numbers (or are set per run).
 _NOT_RECORDED = ("out", "resume", "train_list", "variant", "mbgf", "init", "pretrained", "workers", "decoder",
                  "device", "plot", "strict", "inject_nan_at_step", "stop_at_step", "eval_every", "seed")
@@ -423,6 +427,8 @@ class FewShotConfig:
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     seeds: tuple[int, ...] = (0,)
     split_files: tuple[str, ...] = ()
+    overwrite: bool = False  # write beside the files of a folder that is not a previous protocol's
+    kind: str = KIND  # the command whose output ``out`` is (base2novel shares the starting weights)
 
 
 @dataclass
@@ -503,7 +509,7 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
         return ({v.name: {"pretrained": train_cfg.pretrained} for v in variants},
                 f"CLIP ({name})", {"start": train_cfg.pretrained})
 
-    from mbgf_cli import checkpoint
+    from mbgf_cli import checkpoint, outputs
 
     init_dir = checkpoint.resolve_directory(init)
     config = checkpoint.read_meta(init_dir)["config"]
@@ -515,7 +521,9 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
         if (v.variant, v.mbgf) == (held.variant, held.mbgf):
             per_variant[v.name] = {"init": str(init_dir)}
         else:  # named by the checkpoint's digest: a retrained checkpoint never meets an old extract
-            clip_file = clip_weights_from_checkpoint(init_dir, Path(cfg.out) / f"start_clip-{digest[:12]}.safetensors")
+            clip_file = Path(cfg.out) / f"start_clip-{digest[:12]}.safetensors"
+            outputs.record_outputs(cfg.out, cfg.kind, [clip_file.name])  # before it is written: known as mbgf's
+            clip_file = clip_weights_from_checkpoint(init_dir, clip_file)
             per_variant[v.name] = {"pretrained": str(clip_file.resolve())}
     words = (f"{init_dir} ({held.name}; other variants from its CLIP weights)"
              if any("pretrained" in p for p in per_variant.values()) else str(init_dir))
@@ -527,16 +535,17 @@ def starting_weights(cfg: FewShotConfig, variants: Sequence[Variant]) -> tuple[d
 
 def run_fewshot(cfg: FewShotConfig, on_run: Callable[[int, int, RunSpec, str], None] | None = None) -> FewShotOutcome:
     """The whole protocol: splits, every (variant, K, seed) run (resumable), results.csv, the table."""
-    from mbgf_cli import training
+    from mbgf_cli import outputs, training
     from mbgf_cli.data import read_labels, read_video_list
 
-    out = Path(cfg.out)
+    out = outputs.check_output_folder(cfg.out, "--output", cfg.kind, cfg.overwrite, writes=WRITES)
     variants = [parse_variant(v) for v in dict.fromkeys(cfg.variants)]
     if not variants:
         raise UserError("--variants: give at least one variant")
     template = fill_recipe(cfg.train)
     root, train_list, val_list, label_file = dataset_paths(template)  # data problems first
     class_names = read_labels(label_file)
+    outputs.record_outputs(out, cfg.kind, WRITES)  # before they are written: a kill leaves them known as mbgf's
     per_variant, start_words, start_record = starting_weights(cfg, variants)
 
     if cfg.split_files:

@@ -25,8 +25,6 @@ THREAD_SHARE = "MBGF_THREAD_SHARE"
 TINY_FP32 = "MBGF_TINY_FP32"
 VIEWS_MEMORY_BOUND = "MBGF_VIEWS_MEMORY_BOUND"
 
-SMALL_MODELS = ("tiny",)  # backbones whose training step is no faster in bf16 on a CPU (benchmarks/train_step.py)
-
 
 def enabled(switch: str) -> bool:
     """A rule is on unless its environment variable says 0 (or off, false, no)."""
@@ -34,9 +32,14 @@ def enabled(switch: str) -> bool:
 
 
 def trains_in_fp32_on_cpu(model: str | None) -> bool:
-    """The tiny backbone trains in fp32 on a CPU even where bf16 units exist: its matrices are too small
-    for the bf16 kernels to win back what the backward pass adds in casts (its inference still gains)."""
-    return enabled(TINY_FP32) and model in SMALL_MODELS
+    """A small backbone (``Backbone.small`` in the registry: tiny) trains in fp32 on a CPU even where bf16
+    units exist: its matrices are too small for the bf16 kernels to win back what the backward pass adds in casts (its inference still gains)."""
+    if not enabled(TINY_FP32) or model is None:
+        return False
+    import fusion
+
+    backbone = fusion.BACKBONES.get(model)
+    return backbone is not None and backbone.small  # the registry's flag (benchmarks/train_step.py measures it)
 
 
 def check_views_memory(views: tuple[int, int], batch_size: int, frames: int, input_size: int,

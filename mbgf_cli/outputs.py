@@ -96,7 +96,9 @@ def read_marker(folder) -> dict | None:
 
 
 def record_outputs(folder, kind: str, names: Iterable[str]) -> None:
-    """Add ``names`` (entries of ``folder``) to what the marker lists as written by ``kind``."""
+    """Add ``names`` (entries of ``folder``) to what the marker lists as written by ``kind``; ``folder`` is
+    made if absent (names are recorded before they are written, so a kill leaves them known as mbgf's)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
     recorded = read_marker(folder)
     previous = recorded["written"] if recorded and recorded["kind"] == kind else []
     _write_marker(Path(folder), kind, set(previous) | set(names))

@@ -62,7 +62,9 @@ class TrainConfig:
         None, "--cache-decoded/--no-cache-decoded", panel=DATA,
         help="Decode every video once and keep the frames in memory (small datasets).")
     # model
-    model: str | None = option(None, "--model", "-m", panel=MODEL, help="Backbone: b32, b16, l14, tiny (random init).")
+    # the help names fusion.BACKBONES by hand (the registry imports torch, --help does not); a test keeps them equal
+    model: str | None = option(None, "--model", "-m", panel=MODEL, check=lambda value, name: check_model(value, name, with_weights=True),
+                               help="Backbone: b32, b16, l14, l14-336, tiny (random init).")
     variant: str | None = option(None, "--variant", panel=MODEL, help="clip (mean pooling), actionclip, xclip.")
     mbgf: bool = option(True, "--mbgf/--no-mbgf", panel=MODEL, help="Multi-Branch Gated Fusion.")
     frames: int | None = option(None, "--frames", panel=MODEL, help="Frames per clip.", range=AT_LEAST_1)
@@ -300,7 +302,43 @@ def check_choices(cfg: ResolvedConfig) -> ResolvedConfig:
     if cfg.prompts not in ("all", "one"):
         raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
     check_ranges(cfg)  # the recipe's values too
+    check_model(cfg.model, flag("model"), with_weights=bool(cfg.init or cfg.pretrained))
+    check_batch_memory(cfg)
     return cfg
+
+
+def check_model(model: str | None, name: str = "--model", with_weights: bool = False) -> None:
+    """``--model`` names a backbone of the registry; ``custom`` (a CLIP of any size) only comes with weights
+    whose shapes give its architecture: an ``--init`` checkpoint or a ``--pretrained`` file."""
+    if model is None:
+        return
+    import fusion
+
+    if model == fusion.CUSTOM:
+        if not with_weights:
+            raise UserError(f"{name} custom is a CLIP of any size, read from its weights: give --init CHECKPOINT or "
+                            f"--pretrained FILE, or choose a backbone: {', '.join(fusion.BACKBONES)}")
+        return
+    if model not in fusion.BACKBONES:
+        raise UserError(f"{name} {model!r}: no such backbone; choose from {', '.join(fusion.BACKBONES)}")
+
+
+def check_batch_memory(cfg: ResolvedConfig) -> None:
+    """``--batch-size`` x ``--frames`` x ``--input-size``: the decoded batch fits in memory, checked before
+    the model or the loaders are built (an unset size is the backbone's)."""
+    from mbgf_cli import resources
+
+    if cfg.frames is None or cfg.batch_size is None:
+        return
+    size = cfg.input_size
+    if size is None:
+        import fusion
+
+        backbone = fusion.BACKBONES.get(cfg.model or "")
+        size = backbone.clip_config.image_resolution if backbone is not None else 224
+    resources.check_input_memory(cfg.batch_size, cfg.frames, size, what=(
+        f"{flag('batch_size')} {cfg.batch_size} x {flag('frames')} {cfg.frames} at {flag('input_size')} {size} "
+        "(the decoded batch)"))
 
 
 def config_differences(recorded: dict, current: dict, ignore=()) -> list[tuple[str, object, object]]:

@@ -408,12 +408,21 @@ def build_model(cfg: TrainConfig, device: torch.device):
             raise UserError(f"{cfg.init}: the checkpoint's model takes {saved['frames']} frames, not --frames "
                             f"{cfg.frames}")
     else:
-        pretrained = cfg.pretrained
-        if pretrained is None:
+        pretrained, backbone, clip_model = cfg.pretrained, cfg.model, None
+        if backbone == fusion.CUSTOM:  # the file's CLIP, of any size: its tensors' shapes give the architecture
+            import clip.loading
+
+            try:
+                clip_model = clip.loading.load(cfg.pretrained)
+            except ValueError as e:
+                raise UserError(f"--pretrained {cfg.pretrained}: {e}") from None
+            backbone, pretrained = None, None
+        elif pretrained is None:
             pretrained = fusion.BACKBONES[cfg.model].clip_name is not None  # the backbone's released weights
         try:
-            model = fusion.build_video_model(model=cfg.model, variant=cfg.variant, mbgf=cfg.mbgf, frames=cfg.frames,
-                                             input_size=cfg.input_size, pretrained=pretrained or None)
+            model = fusion.build_video_model(model=backbone, variant=cfg.variant, mbgf=cfg.mbgf, frames=cfg.frames,
+                                             input_size=cfg.input_size, pretrained=pretrained or None,
+                                             clip_model=clip_model)
         except ValueError as e:
             raise UserError(str(e)) from None
     if cfg.freeze_text:

@@ -170,3 +170,31 @@ def test_no_dataset_runs_the_embedded_demonstration_and_trains_its_starting_mode
     assert run_mbgf("fewshot", "--shots", 1, "--variants", "clip+mbgf", "--json") == 0
     again = capsys.readouterr()
     assert "training it first" not in again.err and json.loads(again.out)["runs"] == report["runs"]
+
+
+def test_a_folder_of_yours_is_refused_and_overwrite_writes_beside_it(setup, tmp_path, capsys):
+    """The one output policy (mbgf_cli.outputs): a folder holding the user's files is refused before any
+    work; --overwrite writes beside them; the protocol's own folder is then resumed without it."""
+    from mbgf_cli import outputs, run_folder
+
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    args = fewshot_args(setup, out, "--shots", 1, "--variants", "clip")
+    capsys.readouterr()
+    assert run_mbgf(*args) == 2
+    assert "not empty and not written by `mbgf fewshot`" in " ".join(capsys.readouterr().err.split())
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+    assert run_mbgf(*args, "--overwrite") == 0, capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "x"
+    recorded = outputs.read_marker(out)
+    assert recorded["kind"] == "fewshot" and "notes.txt" not in recorded["written"]
+    assert {"splits", "runs", "results.csv", "table.md"} <= set(recorded["written"])
+    assert {p.name for p in out.iterdir()} - {outputs.MARKER} <= {*recorded["written"], "notes.txt"}
+    assert outputs.read_marker(out / "runs" / "clip_K1_seed0")["kind"] == run_folder.KIND  # each run: a train run
+
+    capsys.readouterr()
+    assert run_mbgf(*args) == 0  # its own folder: resumed, the finished run read back
+    assert "clip, K=1, seed 0: finished, read back" in " ".join(capsys.readouterr().err.split())
+    assert (out / "notes.txt").read_text() == "x"

@@ -4,6 +4,7 @@ activation): transformers' own random CLIPModel / XCLIPModel of such sizes, save
 the checkpoint records, and compute what their producers compute (≤ 1e-4 relative)."""
 
 import csv
+from pathlib import Path
 
 import pytest
 import reference_models as ref
@@ -201,3 +202,51 @@ def test_a_custom_backbone_exports_to_transformers_and_back(tmp_path):
     tokens = tokens_for(800, 12)
     expected = loaded.eval()(input_ids=tokens, pixel_values=images[:, 0]).logits_per_image
     assert ref.relative_error(model(images, tokens), expected) < TOLERANCE
+
+
+def test_predict_zero_shot_from_an_openai_format_file_of_any_size(tmp_path, capsys):
+    """``mbgf predict --pretrained FILE --classes ...`` with a CLIP of no released size (vision 96 wide,
+    patch 8 at 40 px; text 64 wide over OpenAI's vocabulary, context 20): the registry builds it from the
+    file's shapes (before, only a released size was found) and every video gets both classes."""
+    from tests.predict_support import colour_frames
+    from tests.videos import write_video
+
+    architecture = clip.CLIPConfig(embed_dim=32, image_resolution=40, vision_layers=2, vision_width=96,
+                                   vision_patch_size=8, context_length=20, vocab_size=49408, transformer_width=64,
+                                   transformer_heads=1, transformer_layers=1)
+    torch.manual_seed(0)
+    original = ref.randomized(clip.CLIP(architecture), seed=4)
+    torch.save(original.state_dict(), tmp_path / "ViT-odd.pt")
+    for k in range(2):
+        write_video(tmp_path / "videos" / f"v{k}.mp4", frames=colour_frames(k, seed=k))
+    args = ["predict", tmp_path / "videos", "--pretrained", tmp_path / "ViT-odd.pt", "--classes", "a, b",
+            "--frames", "2", "--input-size", "40", "--workers", "0", "--amp", "off", "--json"]
+    code, stdout, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    import json
+
+    rows = json.loads(stdout)["videos"]
+    assert [Path(row["video"]).name for row in rows] == ["v0.mp4", "v1.mp4"]
+    for row in rows:
+        assert {r["label"] for r in row["top"]} == {"a", "b"}
+        assert sum(r["probability"] for r in row["top"]) == pytest.approx(1.0, abs=1e-5)
+
+
+@torch.no_grad()
+def test_train_model_custom_takes_the_clip_of_a_pretrained_file_of_any_size(tmp_path):
+    """``mbgf train --model custom --pretrained FILE`` (as fewshot's other variants start from a custom
+    checkpoint's CLIP): the file's architecture and weights, not a named backbone's."""
+    from mbgf_cli import training
+    from mbgf_cli.train_config import TrainConfig, resolve_config
+
+    architecture = clip.CLIPConfig(embed_dim=32, image_resolution=40, vision_layers=2, vision_width=96,
+                                   vision_patch_size=8, context_length=20, vocab_size=49408, transformer_width=64,
+                                   transformer_heads=1, transformer_layers=1)
+    original = ref.randomized(clip.CLIP(architecture), seed=5)
+    torch.save(original.state_dict(), tmp_path / "ViT-odd.pt")
+    cfg = resolve_config(TrainConfig(dataset="synthetic", model="custom", pretrained=str(tmp_path / "ViT-odd.pt"),
+                                     variant="clip", mbgf=False, frames=2, input_size=40))
+    model = training.build_model(cfg, torch.device("cpu"))
+    assert model.clip_config == architecture and model.config.model == "custom"
+    assert torch.equal(model.visual.conv1.weight, original.visual.conv1.weight)
+    assert torch.equal(model.token_embedding.weight, original.token_embedding.weight)

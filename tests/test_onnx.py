@@ -227,3 +227,26 @@ def test_existing_files_are_refused_before_any_work_unless_mbgf_wrote_them(colou
     assert code == 2 and "options of --format onnx" in stderr
     code, _, stderr = run_cli(["predict", root / "videos" / "c0", "-c", mine], capsys)
     assert code == 2 and "mine.onnx: onnxruntime cannot load it" in stderr and "Traceback" not in stderr
+
+
+def test_embed_with_baked_classes_is_refused_before_any_video_is_decoded(colour_onnx, tmp_path, capsys, monkeypatch):
+    """An ONNX file without a text encoder cannot give the probe text's embedding the output keeps: one
+    line up front, not after every video is embedded (the free-text file embeds)."""
+    root, _, model, free = colour_onnx
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a video was decoded")
+
+    monkeypatch.setattr(Predictor, "stream", no_decoding)
+    monkeypatch.setattr(Predictor, "embed_windows", no_decoding)
+    for timeline in ([], ["--timeline"]):
+        output = tmp_path / f"e{len(timeline)}.safetensors"
+        code, _, stderr = run_cli(["embed", root / "videos" / "c1", "-c", model, "-o", output, "--workers", "0",
+                                   *timeline], capsys)
+        assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+        assert "has no text encoder" in " ".join(stderr.split())
+        assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    code, _, stderr = run_cli(["embed", root / "videos" / "c1", "-c", free, "-o", tmp_path / "e.safetensors",
+                               "--workers", "0"], capsys)
+    assert code == 0 and (tmp_path / "e.safetensors").is_file(), stderr

@@ -450,3 +450,16 @@ def test_resize_is_bit_reproducible(tmp_path):
     settings = dict(option.split("=", 1) for option in written)  # x264 leaves out rc_lookahead when it is 0
     assert (settings["threads"], settings.get("rc_lookahead", "0"), settings["mbtree"], settings["scenecut"]) == \
         ("1", "0", "0", "0")
+
+
+@pytest.mark.parametrize("size_args", [["--size", 100000], ["--frames", 10**9]])
+def test_synthetic_sizes_beyond_memory_are_one_line_before_anything_is_written(tmp_path, size_args, capsys):
+    """issue 21: --size / --frames whose videos could not be drawn in memory are refused up front."""
+    from tests.test_train_support import run_cli
+
+    code, _, stderr = run_cli(["prepare-data", "synthetic", "-o", tmp_path / "syn", "--videos-per-class", 1,
+                               "--workers", 1, *size_args], capsys)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert f"{size_args[0]} {size_args[1]}" in stderr and "GiB" in stderr
+    assert not (tmp_path / "syn").exists()

@@ -257,3 +257,20 @@ def test_protocol_options_are_checked_as_declared_before_any_work(tmp_path, caps
     assert run_mbgf(*args) == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert list(tmp_path.iterdir()) == []  # nothing made
+
+
+def test_base2novel_refuses_a_folder_of_yours_or_another_commands_before_any_work(tmp_path, capsys):
+    """The one output policy: the user's files, or a `mbgf fewshot` output, are refused (nothing touched)."""
+    from mbgf_cli import outputs
+
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    args = ["base2novel", "--dataset", "synthetic", "--root", tmp_path / "nowhere", *TINY]
+    assert run_mbgf(*args, "--output", out) == 2
+    assert "not empty and not written by `mbgf base2novel`" in " ".join(capsys.readouterr().err.split())
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "x"
+    (tmp_path / "fs").mkdir()
+    outputs.record_outputs(tmp_path / "fs", "fewshot", [])
+    assert run_mbgf(*args, "--output", tmp_path / "fs", "--overwrite") == 2
+    assert "holds the output of `mbgf fewshot`" in " ".join(capsys.readouterr().err.split())

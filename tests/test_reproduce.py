@@ -98,3 +98,27 @@ def test_reproduce_synthetic_end_to_end(stand_in, capsys):
     differences = [row["cells"] for row in report["comparison"] if row["what"] == "difference"][1]
     assert differences == [f"{round(m, 1) - p:+.1f}" for m, p in zip(ours, (20.0, 21.7, 36.7, 53.7), strict=True)]
     assert all(run["done"] for run in report["runs"])
+
+
+def test_an_output_folder_of_yours_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """The one output policy: a folder holding the user's files is refused before the plan is costed
+    (no step is measured); --overwrite writes beside them but never over a name of theirs; a dry run
+    writes nothing and checks nothing."""
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a step was measured")
+
+    monkeypatch.setattr(reproduce, "measure_step", no_measuring)
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    for table, kind in (("synthetic", "fewshot"), ("k400", "reproduce")):
+        assert run_mbgf("reproduce", table, "--data", tmp_path / "data", "-o", out, "--measure") == 2
+        assert f"not empty and not written by `mbgf {kind}`" in " ".join(capsys.readouterr().err.split())
+    (out / "k400-xclip").mkdir()  # a name a k400 run would write
+    assert run_mbgf("reproduce", "k400", "--data", tmp_path / "data", "-o", out, "--overwrite", "--measure") == 2
+    assert "k400-xclip is not mbgf's and would be replaced" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in out.iterdir()) == ["k400-xclip", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "x"
+    plan = reproduce.make_plan(reproduce.ReproduceConfig(table="synthetic", out=str(out), overwrite=True,
+                                                         measure=False))
+    assert plan.runs[0].argv[-1] == "--overwrite" and plan.kind == "fewshot"

@@ -126,3 +126,39 @@ def test_the_process_setup_of_train_and_eval_names_a_missing_gpu_in_one_line():
         distributed.setup(missing)
     assert str(refused.value) == f"--device {missing}: this machine has no such device; it has {', '.join(available_devices())}"
     assert distributed.setup("cpu").device == torch.device("cpu")
+
+
+def _one_line_refusal(capsys, args) -> str:
+    code, _, stderr = run_cli(args, capsys)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    return " ".join(stderr.split())
+
+
+def test_sizes_beyond_memory_are_refused_before_the_model_or_the_loaders(tmp_path, capsys):
+    """issue 21: --frames/--input-size/--batch-size whose decoded batch alone exceeds memory is one line,
+    before anything is built or created."""
+    args = ["train", "--dataset", "synthetic", "--root", tmp_path / "data", "--model", "tiny", "--workers", "0",
+            "--frames", "100000", "--input-size", "100000", "--output", tmp_path / "run"]
+    message = _one_line_refusal(capsys, args)
+    assert "--frames 100000" in message and "--input-size 100000" in message and "GiB" in message
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("foo", "--model 'foo': no such backbone; choose from b32, b16, l14, l14-336, tiny"),
+    ("custom", "--model custom is a CLIP of any size, read from its weights: give --init CHECKPOINT or --pretrained"),
+])
+def test_a_model_the_registry_has_not_is_one_line_naming_the_backbones(tmp_path, capsys, model, expected):
+    args = ["train", "--dataset", "synthetic", "--root", tmp_path / "data", "--model", model, "--workers", "0",
+            "--output", tmp_path / "run"]
+    assert expected in _one_line_refusal(capsys, args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_model_help_lists_the_registrys_backbones():
+    import fusion
+
+    [model] = [f for f in dataclasses.fields(TrainConfig) if f.name == "model"]
+    assert model.metadata["help"] == f"Backbone: {', '.join(fusion.BACKBONES)} (random init)."
+    assert [name for name, backbone in fusion.BACKBONES.items() if backbone.small] == ["tiny"]

@@ -49,12 +49,14 @@ def base2novel(cfg: Base2NovelCommand):
 
     protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
     out, train_cfg.out, train_cfg.plot = train_cfg.out, None, False
+    overwrite, train_cfg.overwrite = train_cfg.overwrite, False  # the protocol's folder's, not each run's
     if train_cfg.dataset is None and train_cfg.root is None:
         train_cfg.dataset = "synthetic"
     name = train_cfg.dataset or Path(train_cfg.root).name
     cfg = engine.Base2NovelConfig(train=train_cfg, out=str(out or f"runs/base2novel-{name}"),
                                   variants=tuple(protocol.variants or ("clip", "clip+mbgf")),
-                                  seeds=tuple(protocol.seeds), shots=protocol.shots)
+                                  seeds=tuple(protocol.seeds), shots=protocol.shots,
+                                  overwrite=overwrite)
 
     def announce(i: int, n: int, spec, state: str) -> None:
         what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]

@@ -34,6 +34,8 @@ HELP = {
     "init": "Start from an mbgf checkpoint instead: its own variant from all of it, the other variants from its "
             "CLIP weights.",
     "out": "Folder for splits/, runs/, results.csv, table.md (default runs/fewshot-<dataset>). Rerun to resume.",
+    "overwrite": "Write into an --output folder that holds files of yours, beside them (none of them is changed or "
+                 "deleted; a name it would write that is yours is refused).",
 }
 
 
@@ -69,13 +71,15 @@ def fewshot(cfg: FewShotCommand):
 
     protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
     out, train_cfg.out, train_cfg.plot = train_cfg.out, None, False
+    overwrite, train_cfg.overwrite = train_cfg.overwrite, False  # the protocol's folder's, not each run's
     if train_cfg.dataset is None and train_cfg.root is None:
         train_cfg.dataset = "synthetic"  # the embedded demonstration
     dataset = train_cfg.dataset
     out = Path(out or f"runs/fewshot-{dataset or Path(train_cfg.root).name}")
     cfg = engine.FewShotConfig(train=train_cfg, out=str(out), shots=tuple(protocol.shots),
                                variants=tuple(protocol.variants or engine.default_variants(dataset)),
-                               seeds=tuple(protocol.seeds), split_files=tuple(protocol.split_file))
+                               seeds=tuple(protocol.seeds), split_files=tuple(protocol.split_file),
+                               overwrite=overwrite)
 
     def announce(i: int, n: int, spec, state: str) -> None:
         what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]

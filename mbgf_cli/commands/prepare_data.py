@@ -13,7 +13,7 @@ from rich.table import Table
 
 from mbgf_cli.console import console
 from mbgf_cli.data import prepare
-from mbgf_cli.resources import check_workers
+from mbgf_cli.resources import available_cpus, check_memory, check_workers
 from mbgf_cli.settings import AT_LEAST_0, AT_LEAST_1, PROBABILITY, command_options, option
 
 app = typer.Typer(
@@ -112,6 +112,15 @@ def _run(engine, cfg: PrepareOptions):
     _print(summary)
 
 
+def _check_video_memory(cfg: SyntheticOptions) -> None:
+    """--frames x --size: each generating process draws a whole video in float32 (and keeps its uint8
+    copy), so the processes' videos together must fit in memory, checked before anything is written."""
+    processes = cfg.workers if cfg.workers else available_cpus()
+    per_video = cfg.frames * cfg.size * cfg.size * 3 * (4 + 1)
+    check_memory(per_video * max(1, processes),
+                 f"--frames {cfg.frames} x --size {cfg.size} (each video as it is drawn, in {processes} processes)")
+
+
 def _print(summary: dict):
     table = Table(title=f"prepare-data {summary['dataset']}: {summary['out']}", title_justify="left")
     table.add_column("split")
@@ -145,6 +154,7 @@ def _print(summary: dict):
 @command_options(SyntheticOptions)
 def synthetic(cfg: SyntheticOptions):
     """Generate the synthetic motion dataset (temporal class pairs no single frame tells apart)."""
+    _check_video_memory(cfg)
     _run(prepare.prepare_synthetic, cfg)
 
 

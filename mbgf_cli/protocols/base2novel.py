@@ -28,6 +28,8 @@ from mbgf_cli.fileio import atomic_output, atomic_write_json, atomic_write_text
 from mbgf_cli.protocols import classes, published, scoring
 
 COLUMNS = ("base", "novel", "HM")
+KIND = "base2novel"  # the output folder's marker (mbgf_cli.outputs)
+WRITES = ("lists", "splits", "runs", "results.csv", "base2novel.csv", "table.md")
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Base2NovelConfig:
     variants: tuple[str, ...] = ("clip", "clip+mbgf")
     seeds: tuple[int, ...] = (1, 2, 3)
     shots: int = 16
+    overwrite: bool = False  # write beside the files of a folder that is not a previous base2novel's
 
 
 @dataclass
@@ -100,8 +103,8 @@ def training_lists(cfg: Base2NovelConfig, dataset: str, train_list: Path, class_
 def _template(cfg: Base2NovelConfig, variants):
     """The TrainConfig every run shares, and where the runs start (as mbgf fewshot's)."""
     template = fewshot.fill_recipe(cfg.train)
-    per_variant, words, record = fewshot.starting_weights(fewshot.FewShotConfig(train=cfg.train, out=cfg.out),
-                                                          variants)
+    start = fewshot.FewShotConfig(train=cfg.train, out=cfg.out, kind=KIND)
+    per_variant, words, record = fewshot.starting_weights(start, variants)
     if "start_model" in record:
         if cfg.train.model not in (None, record["start_model"]):
             raise UserError(f"--model {cfg.train.model}: the --init checkpoint {record['start']} is a "
@@ -113,10 +116,10 @@ def _template(cfg: Base2NovelConfig, variants):
 
 def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Base2NovelOutcome:
     """The whole protocol; a rerun resumes (finished runs are read back, their novel scores too)."""
-    from mbgf_cli import presets, training
+    from mbgf_cli import outputs, presets, training
     from mbgf_cli.data import read_labels, read_video_list
 
-    out = Path(cfg.out)
+    out = outputs.check_output_folder(cfg.out, "--output", KIND, cfg.overwrite, writes=WRITES)
     dataset = cfg.train.dataset
     if dataset not in classes.BASE2NOVEL_DATASETS:
         raise UserError(f"--dataset: base-to-novel needs one of {', '.join(classes.BASE2NOVEL_DATASETS)} "
@@ -130,6 +133,7 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
         raise UserError("--shots must be at least 1 and --seeds must name a seed")
     root, train_list, val_list, label_file = fewshot.dataset_paths(fewshot.fill_recipe(cfg.train))
     class_names = read_labels(label_file)
+    outputs.record_outputs(out, KIND, WRITES)  # before they are written: a kill leaves them known as mbgf's
     base_ids, (base_val, base_labels), (novel_val, novel_labels) = _halves(
         out, dataset, class_names, read_video_list(val_list, len(class_names)))
     splits = training_lists(cfg, dataset, train_list, class_names, base_ids)

@@ -52,6 +52,9 @@ class ReproduceConfig:
                              none="runs/reproduce-TABLE", help="Folder of every run. Rerun to resume.")
     epochs: int | None = option(None, "--epochs", panel=PROTOCOL, range=AT_LEAST_1, none="the recipe's",
                                 help="Every run's epochs (a quick pass, not the published recipe).")
+    overwrite: bool = option(False, "--overwrite", panel=OUTPUT,
+                             help="Write into an --output folder that holds files of yours, beside them (none of "
+                                  "them is changed or deleted).")
     dry_run: bool = option(False, "--dry-run", panel=PROTOCOL, help="Print the plan only.")
     measure: bool | None = option(None, "--measure/--no-measure", panel=PROTOCOL, none="on a GPU, or for the tiny model",
                                   help="Time one training step of each model here for the plan.")

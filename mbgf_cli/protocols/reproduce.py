@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mbgf_cli import fewshot, presets, tables
+from mbgf_cli import fewshot, outputs, presets, tables
 from mbgf_cli.errors import UserError
 from mbgf_cli.protocols.configs import ReproduceConfig
 
@@ -92,6 +92,8 @@ class Plan:
     runs: list[Run]
     missing: list[str] = field(default_factory=list)  # one sentence each: what, where to get it
     notes: list[str] = field(default_factory=list)
+    kind: str = "reproduce"  # the output folder's marker: a few-shot table's folder is its fewshot's
+    writes: tuple[str, ...] = ()  # the entries of ``out`` the runs write
 
 
 def _variant_args(variant: str) -> list[str]:
@@ -132,6 +134,8 @@ def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, r
     epochs = options.epochs or recipe["epochs"]
     argv = ["fewshot", *root_args, "--shots", *map(str, SHOTS), "--seeds", *map(str, options.seeds),
             "--variants", *variants, "--output", str(out)]
+    if options.overwrite:
+        argv.append("--overwrite")  # the folder holds the user's files too: the fewshot writes beside them
     if options.epochs:
         argv += ["--epochs", str(options.epochs)]
     if options.device:
@@ -224,8 +228,12 @@ def make_plan(options: ReproduceConfig) -> Plan:
     plan = Plan(options.table, out, [])
     if options.table.startswith("fewshot") or options.table == "synthetic":
         plan.runs = _fewshot_plan(options, out, plan)
+        plan.kind, plan.writes = fewshot.KIND, fewshot.WRITES
     else:
         plan.runs = _supervised_plan(options, out, plan)
+        plan.writes = tuple(sorted({_entry(out, run) for run in plan.runs}))
+    if not options.dry_run:  # the folder is checked before any work (a dry run writes nothing)
+        outputs.check_output_folder(out, "--output", plan.kind, options.overwrite, writes=plan.writes)
     _cost(plan, options)
     return plan
 
@@ -280,6 +288,12 @@ def measure_step(config, device: str | None = None) -> float:
     return seconds
 
 
+def _entry(out: Path, run: Run) -> str:
+    """The entry of ``out`` a supervised run writes: its run folder, or its eval's JSON."""
+    written = Path(run.argv[run.argv.index("--output") + 1]) if "--output" in run.argv else run.done
+    return written.relative_to(out).parts[0]
+
+
 def launcher() -> list[str]:
     """How each command is started: torchrun over every GPU when there are several, else one process."""
     import torch
@@ -293,6 +307,8 @@ def launcher() -> list[str]:
 def execute(plan: Plan, on_command=None) -> None:
     """Run every distinct command not finished yet (each resumes itself); an eval's JSON is kept."""
     started = []
+    if plan.kind != fewshot.KIND:  # mbgf fewshot marks its own folder
+        outputs.record_outputs(plan.out, plan.kind, plan.writes)
     for run in plan.runs:
         if run.argv in started or (run.done is not None and run.done.is_file()):
             continue
