@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from mbgf_cli.commands.fewshot import HELP as FEWSHOT_HELP
-from mbgf_cli.commands.fewshot import PER_RUN, RECIPES, _results_to_stderr
+from mbgf_cli.commands.fewshot import PER_RUN, RECIPES, run_announced
 from mbgf_cli.commands.options import list_options_command
 from mbgf_cli.console import console, err_console
 from mbgf_cli.settings import AT_LEAST_0, AT_LEAST_1, PROTOCOL, command_options, narrow, option
@@ -44,7 +44,7 @@ class Base2NovelCommand(TrainConfig):
 def base2novel(cfg: Base2NovelCommand):
     """Base-to-novel: train on the base half of the classes (K shots each), score the base and the novel
     half; a row per variant with base, novel and their harmonic mean (%), mean ± std over seeds."""
-    from mbgf_cli import tables, training
+    from mbgf_cli import tables
     from mbgf_cli.protocols import base2novel as engine
 
     protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
@@ -58,17 +58,8 @@ def base2novel(cfg: Base2NovelCommand):
                                   seeds=tuple(protocol.seeds), shots=protocol.shots,
                                   overwrite=overwrite)
 
-    def announce(i: int, n: int, spec, state: str) -> None:
-        what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
-        err_console.rule(f"[{i + 1}/{n}] {spec.variant.name}, seed {spec.split.seed}: {what}", style="dim")
-
-    try:
-        with _results_to_stderr():
-            outcome = engine.run_base2novel(cfg, on_run=announce)
-    except training.TrainingInterrupted as e:
-        err_console.print(f"[yellow]interrupted; run the same command again to resume ({cfg.out})[/yellow]",
-                          highlight=False)
-        raise typer.Exit(e.exit_code) from None
+    outcome = run_announced(engine.run_base2novel, cfg, cfg.out,
+                            lambda spec: f"{spec.variant.name}, seed {spec.split.seed}")
     if protocol.as_json:
         import json
 

@@ -67,7 +67,7 @@ def fewshot(cfg: FewShotCommand):
     recipe; synthetic: the demonstration's, for 2 CPU cores).
     """
     from mbgf_cli import fewshot as engine
-    from mbgf_cli import tables, training
+    from mbgf_cli import tables
 
     protocol, train_cfg = cfg, narrow(cfg, TrainConfig)
     out, train_cfg.out, train_cfg.plot = train_cfg.out, None, False
@@ -81,18 +81,8 @@ def fewshot(cfg: FewShotCommand):
                                seeds=tuple(protocol.seeds), split_files=tuple(protocol.split_file),
                                overwrite=overwrite)
 
-    def announce(i: int, n: int, spec, state: str) -> None:
-        what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
-        err_console.rule(f"[{i + 1}/{n}] {spec.variant.name}, K={spec.split.shots}, seed {spec.split.seed}: {what}",
-                         style="dim")
-
-    try:
-        with _results_to_stderr():  # each run's epoch tables are progress here; stdout is the table (or JSON)
-            outcome = engine.run_fewshot(cfg, on_run=announce)
-    except training.TrainingInterrupted as e:
-        err_console.print(f"[yellow]interrupted; run the same command again to resume ({out})[/yellow]",
-                          highlight=False)
-        raise typer.Exit(e.exit_code) from None
+    outcome = run_announced(engine.run_fewshot, cfg, out,
+                            lambda spec: f"{spec.variant.name}, K={spec.split.shots}, seed {spec.split.seed}")
 
     if protocol.as_json:
         import json
@@ -107,6 +97,24 @@ def fewshot(cfg: FewShotCommand):
     err_console.print(f"started from {outcome.start}; every run in {outcome.out / 'results.csv'}, the table as "
                       f"markdown in {outcome.out / 'table.md'}, the K-shot lists in {outcome.out / 'splits'}",
                       highlight=False, soft_wrap=True)
+
+
+def run_announced(run, cfg, out, label):
+    """``run(cfg, on_run=...)`` (a protocol's runs), each run announced on stderr as ``label(spec)``: its
+    epoch tables are progress here (stdout is the table, or JSON); Ctrl-C says how to resume."""
+    from mbgf_cli import training
+
+    def announce(i: int, n: int, spec, state: str) -> None:
+        what = {"done": "finished, read back", "interrupted": "resuming", "new": "training"}[state]
+        err_console.rule(f"[{i + 1}/{n}] {label(spec)}: {what}", style="dim")
+
+    try:
+        with _results_to_stderr():
+            return run(cfg, on_run=announce)
+    except training.TrainingInterrupted as e:
+        err_console.print(f"[yellow]interrupted; run the same command again to resume ({out})[/yellow]",
+                          highlight=False)
+        raise typer.Exit(e.exit_code) from None
 
 
 @contextmanager

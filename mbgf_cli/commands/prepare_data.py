@@ -103,10 +103,13 @@ class FolderOptions(ResizeOptions):
 PATHS = ("out", "splits", "videos", "annotations")  # the engine takes these as paths
 
 
-def _run(engine, cfg: PrepareOptions):
-    kwargs = {k: Path(v) if k in PATHS else v for k, v in asdict(cfg).items() if k != "as_json"}
-    summary = engine(**kwargs)
-    if cfg.as_json:
+def _engine_arguments(cfg: PrepareOptions) -> dict:
+    """The options as the engine (``mbgf_cli.data.prepare``) takes them: paths as ``Path``."""
+    return {k: Path(v) if k in PATHS else v for k, v in asdict(cfg).items() if k != "as_json"}
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     _print(summary)
@@ -150,54 +153,40 @@ def _print(summary: dict):
         console.print(f"note: {note}", highlight=False)
 
 
-@app.command()
-@command_options(SyntheticOptions)
-def synthetic(cfg: SyntheticOptions):
-    """Generate the synthetic motion dataset (temporal class pairs no single frame tells apart)."""
+def _synthetic(cfg: SyntheticOptions):
     _check_video_memory(cfg)
-    _run(prepare.prepare_synthetic, cfg)
+    return prepare.prepare_synthetic(**_engine_arguments(cfg))
 
 
-@app.command()
-@command_options(UCF101Options)
-def ucf101(cfg: UCF101Options):
-    """UCF101 from the official split files."""
-    _run(prepare.prepare_ucf101, cfg)
+# name, options, what it does (the help's first line), the engine
+SUBCOMMANDS = (
+    ("synthetic", SyntheticOptions,
+     "Generate the synthetic motion dataset (temporal class pairs no single frame tells apart).", _synthetic),
+    ("ucf101", UCF101Options, "UCF101 from the official split files.", "prepare_ucf101"),
+    ("hmdb51", HMDB51Options, "HMDB51 from the official split files.", "prepare_hmdb51"),
+    ("k400", K400Options, "Kinetics-400 from the official CSVs; reports how many annotated videos are missing.",
+     "prepare_k400"),
+    ("k600", K400Options, "Kinetics-600 from the official CSVs; reports how many annotated videos are missing.",
+     "prepare_k600"),
+    ("ssv2", SSV2Options, "Something-Something v2 from its JSON files (validation.json becomes val.txt).",
+     "prepare_ssv2"),
+    ("folder", FolderOptions,
+     "Any dataset stored as one folder per class (the folder name is the class, '_' read as space).",
+     "prepare_folder"),
+)
 
 
-@app.command()
-@command_options(HMDB51Options)
-def hmdb51(cfg: HMDB51Options):
-    """HMDB51 from the official split files."""
-    _run(prepare.prepare_hmdb51, cfg)
+def _subcommand(name: str, options, doc: str, engine):
+    def command(cfg):
+        summary = engine(cfg) if callable(engine) else getattr(prepare, engine)(**_engine_arguments(cfg))
+        _report(summary, cfg.as_json)
+
+    command.__name__, command.__doc__ = name, doc
+    app.command(name)(command_options(options)(command))
 
 
-@app.command()
-@command_options(K400Options)
-def k400(cfg: K400Options):
-    """Kinetics-400 from the official CSVs; reports how many annotated videos are missing."""
-    _run(prepare.prepare_k400, cfg)
-
-
-@app.command()
-@command_options(K400Options)
-def k600(cfg: K400Options):
-    """Kinetics-600 from the official CSVs; reports how many annotated videos are missing."""
-    _run(prepare.prepare_k600, cfg)
-
-
-@app.command()
-@command_options(SSV2Options)
-def ssv2(cfg: SSV2Options):
-    """Something-Something v2 from its JSON files (validation.json becomes val.txt)."""
-    _run(prepare.prepare_ssv2, cfg)
-
-
-@app.command()
-@command_options(FolderOptions)
-def folder(cfg: FolderOptions):
-    """Any dataset stored as one folder per class (the folder name is the class, '_' read as space)."""
-    _run(prepare.prepare_folder, cfg)
+for _entry in SUBCOMMANDS:
+    _subcommand(*_entry)
 
 
 def register(root: typer.Typer) -> None:
