@@ -248,7 +248,9 @@ def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
         recorded = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"--config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not a run's config.json (not UTF-8 text)") from None
+    except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"--config {path}: not a run's config.json ({' '.join(str(e).split())})") from None
     if not isinstance(recorded, dict):
         raise UserError(f"--config {path}: not a run's config.json (a JSON object of training settings)")

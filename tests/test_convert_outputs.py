@@ -9,22 +9,16 @@ import pytest
 import reference_models as ref
 import torch
 
-from mbgf_cli.app import main
 from mbgf_cli.checkpoint import load_checkpoint
 from mbgf_cli.outputs import MARKER, read_marker
+from tests.test_train_support import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mbgf(capsys, *args):
     """Run the CLI; (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(args, capsys)
 
 
 def tree(folder):

@@ -11,8 +11,8 @@ import typer
 
 import fusion
 from mbgf_cli import app as app_module
-from mbgf_cli.app import main
 from mbgf_cli.checkpoint import save_checkpoint
+from tests.test_train_support import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from videos import write_dataset  # noqa: E402
@@ -37,12 +37,8 @@ def place(tmp_path_factory):
 
 
 def run(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(args, capsys)
+    return code, err
 
 
 def one_sentence(err: str) -> str:
@@ -141,8 +137,8 @@ def test_a_full_disk_in_epoch_1_gives_advice_that_works(toy_dataset, tmp_path, c
     code, err = run(capsys, *args)
     line = one_sentence(err.split("\n\n")[-1])  # after the progress lines
     assert code == 2 and "no space left on the device" in line, line
-    assert line.endswith("run the same command again with --overwrite: nothing was checkpointed yet, so it starts "
-                         "again"), line
+    assert line.endswith("no resumable checkpoint was written yet: free some space, then run the same command again "
+                         "with --overwrite"), line
     monkeypatch.setattr(checkpoint, "_write_file", real_write)
     code, err = run(capsys, *args, "--overwrite")
     assert code == 0, err

@@ -13,6 +13,7 @@ from videos import write_video
 from mbgf_cli.app import app
 from mbgf_cli.data import read_labels, read_video_list
 from mbgf_cli.errors import UserError
+from tests.test_prepare_data import invoke
 
 runner = CliRunner()
 HEADER = "label,youtube_id,time_start,time_end,split\n"
@@ -21,12 +22,6 @@ README_SSV2 = "mbgf prepare-data ssv2 --annotations labels --videos 20bn-somethi
 README_K600 = "mbgf prepare-data k600 --annotations kinetics600 --videos k600 -o data/k600"
 
 
-def invoke(*args):
-    result = runner.invoke(app, ["prepare-data", *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def refusal(*args) -> str:
