@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mbgf_cli.data.synthetic import class_names
-from tests.readme_support import CHECKPOINT, readme_layout, readme_words
+from tests.readme_support import CHECKPOINT, README, readme_layout, readme_words
 from tests.test_train_support import run_cli
 from tests.videos import write_video
 
@@ -94,3 +94,45 @@ def test_readme_embed_my_videos_with_texts_then_search(in_layout, capsys):
 def test_readme_models_json_lists_every_model(in_layout, capsys):
     models = json.loads(run_line(capsys, "mbgf models --json")[0])
     assert len(models) > 1 and all("id" in model for model in models)
+
+
+def test_readme_eval_per_class_writes_predictions_and_plots(in_layout, capsys):
+    shutil.copytree(in_layout / "new_videos", in_layout / "data" / "k400")  # the stand-in for Kinetics-400
+    run_line(capsys, "mbgf eval --checkpoint runs/k400/best --root data/k400 --per-class --predictions preds.csv "
+                     "--plot plots/")
+    rows = (in_layout / "preds.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12 and any((in_layout / "plots").iterdir())
+
+
+def test_readme_eval_on_the_synthetic_dataset_explains_the_gates(in_layout, capsys, monkeypatch):
+    from mbgf_cli.presets import synthetic_dir
+
+    monkeypatch.setenv("MBGF_CACHE", str(in_layout / "cache"))
+    shutil.copytree(in_layout / "new_videos", synthetic_dir())  # the stand-in for the generated dataset
+    line = "mbgf eval --checkpoint runs/synthetic-tiny-clip-mbgf/best --dataset synthetic --explain"
+    stdout, _ = run_line(capsys, line)
+    assert "motion" in stdout
+    result = run_json(capsys, line)
+    assert result["videos"] == 12 and result["list"] == str(synthetic_dir() / "val.txt")
+    assert set(result["gates"]) == set(class_names("a"))
+    assert all(sum(gates.values()) == pytest.approx(1, abs=1e-4) for gates in result["gates"].values())
+
+
+def test_readme_flops_line_with_json(in_layout, capsys):
+    line = "mbgf flops --model b16 --frames 8 16 32 --variant clip actionclip xclip [--json]"
+    assert line in README.read_text()  # "[--json]": optional; the table itself is tests/test_flops.py's
+    rows = json.loads(run_line(capsys, line.removesuffix(" [--json]"), "--json")[0])
+    assert {(r["frames"], r["variant"]) for r in rows if "frames" in r} >= {(f, v) for f in (8, 16, 32)
+                                                                           for v in ("clip", "actionclip", "xclip")}
+
+
+def test_readme_prepare_data_folder_one_subfolder_per_class(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for label in ("juggling", "cooking"):
+        for i in range(5):
+            write_video(tmp_path / "my_videos" / label / f"{i}.mp4", num_frames=4, size=(32, 32))
+    run_line(capsys, "mbgf prepare-data folder --videos my_videos --val-fraction 0.2 -o data/mine")
+    mine = tmp_path / "data" / "mine"
+    assert len((mine / "val.txt").read_text().splitlines()) == 2
+    assert len((mine / "train.txt").read_text().splitlines()) == 8
+    assert set((mine / "labels.csv").read_text().splitlines()[1:]) == {"0,cooking", "1,juggling"}
