@@ -31,7 +31,8 @@ def readme_words(line: str) -> list[str]:
     return words[1:]
 
 
-def tiny_synthetic_checkpoint(directory: Path, epoch: int = 19) -> torch.nn.Module:
+def tiny_synthetic_checkpoint(directory: Path, epoch: int = 19, names: list[str] | None = None) -> torch.nn.Module:
+    """A random tiny CLIP+MBGF saved with ``names`` (default: the synthetic class set a)."""
     import fusion
     from mbgf_cli.checkpoint import save_checkpoint
     from mbgf_cli.data.synthetic import class_names
@@ -42,7 +43,7 @@ def tiny_synthetic_checkpoint(directory: Path, epoch: int = 19) -> torch.nn.Modu
         for weight in (model.mbgf.temporal_proj.weight, model.mbgf.motion_proj.weight, model.mbgf.gate.out.weight):
             weight.normal_(std=0.3)
     model.eval()
-    save_checkpoint(directory, model, {"config": model.config.to_dict(), "class_names": class_names("a"),
+    save_checkpoint(directory, model, {"config": model.config.to_dict(), "class_names": names or class_names("a"),
                                        "epoch": epoch, "metrics": {}, "train": {"prompts": "all"}})
     return model
 
