@@ -13,7 +13,7 @@ from pathlib import Path
 from mbgf_cli.demo.server import DemoSettings, create_app
 from mbgf_cli.inference import Predictor
 from mbgf_cli.outputs import check_output_file
-from tests.demo_support import browser_page, live_server
+from tests.demo_support import browser_page, classify_on_page, live_server
 
 
 def screenshot(checkpoint: Path, video: Path, output: Path, classes: str = "", top_k: int = 5,
@@ -27,10 +27,7 @@ def screenshot(checkpoint: Path, video: Path, output: Path, classes: str = "", t
             browser_page(Path(profile), width, 400) as page:
         page.goto(url)
         page.wait_for_function("document.getElementById('model').textContent !== 'Loading the model…'")
-        page.set_input_files("#file", str(video))
-        page.fill("#classes", classes)
-        page.click("#run")
-        page.wait_for_selector("#results tbody tr.result")
+        classify_on_page(page, video, classes)
         page.evaluate("document.getElementById('preview').pause()")  # the same frame on every run
         page.screenshot(path=str(raw), full_page=True)
     try:

@@ -53,3 +53,11 @@ def browser_page(profile: Path, width: int = 800, height: int = 600):
             yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+
+
+def classify_on_page(page, video, classes: str) -> None:
+    """Choose ``video``, type ``classes`` and run, as a person would; returns once the results are shown."""
+    page.set_input_files("#file", str(video))
+    page.fill("#classes", classes)
+    page.click("#run")
+    page.wait_for_selector("#results tbody tr.result")

@@ -33,7 +33,7 @@ from mbgf_cli.demo.server import (
 from mbgf_cli.demo.uploads import VIDEO_EXTENSIONS, container_of
 from mbgf_cli.errors import UserError
 from mbgf_cli.inference import Predictor
-from tests.demo_support import CHROMIUM, browser_page, live_server
+from tests.demo_support import CHROMIUM, browser_page, classify_on_page, live_server
 from tests.predict_support import colour_checkpoint, colour_frames
 from tests.test_train_support import run_cli
 from tests.videos import write_empty, write_image_as_video, write_text_as_video, write_truncated, write_video
@@ -404,10 +404,7 @@ def test_the_page_in_headless_chromium(colour, timeline_predictor, long_video, t
         page.wait_for_function("document.getElementById('model').textContent.includes('CLIP-tiny+MBGF')")
 
         # Choose a video, type two classes, classify: predict's top classes and gate.
-        page.set_input_files("#file", str(video))
-        page.fill("#classes", TWO_CLASSES)
-        page.click("#run")
-        page.wait_for_selector("#results tbody tr.result")
+        classify_on_page(page, video, TWO_CLASSES)
         expected = timeline_predictor.predict([video], TWO_CLASSES, workers=0, explain=True).to_json(3)["videos"][0]
         assert result_rows(page, "#results") == [(r["label"], pytest.approx(r["probability"], abs=5e-4))
                                                  for r in expected["top"]]
