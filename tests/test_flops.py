@@ -167,7 +167,10 @@ def test_list_options_take_several_values_after_one_flag():
     assert [r["frames"] for r in rows] == [2, 2, 4, 4, 6, 6] and {r["input_size"] for r in rows} == {64}
 
 
-def test_flops_table_for_b16():
+def test_flops_table_for_b16(monkeypatch):
+    from mbgf_cli.console import console
+
+    monkeypatch.setattr(console, "width", 160)  # whatever an earlier test left in the environment
     result = CliRunner().invoke(app_module.app, ["flops", "--model", "b16", "--variant", "clip"],
                                 env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
@@ -180,7 +183,10 @@ def test_flops_table_for_b16():
     assert any("CLIP-B/16 text (per class)" in line and "2.98" in line for line in lines)
 
 
-def test_flops_table_keeps_three_digits_for_small_models():
+def test_flops_table_keeps_three_digits_for_small_models(monkeypatch):
+    from mbgf_cli.console import console
+
+    monkeypatch.setattr(console, "width", 160)  # whatever an earlier test left in the environment
     result = CliRunner().invoke(app_module.app, ["flops", "--model", "tiny", "--frames", "8", "--input-size", "48",
                                                  "--variant", "clip"], env={"COLUMNS": "160"})
     rows = json.loads(CliRunner().invoke(app_module.app, ["flops", "--model", "tiny", "--frames", "8",
