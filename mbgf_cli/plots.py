@@ -23,7 +23,7 @@ def _pyplot():
     except ImportError:
         if not _noted:
             err_console.print("note: matplotlib is not installed, so no PNG charts were written "
-                              "(pip install 'mbgf[plot]')")
+                              "(pip install 'mbgf[plot]')", markup=False)  # [plot] is no markup tag
             _noted = True
         return None
     return plt

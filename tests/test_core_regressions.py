@@ -174,3 +174,22 @@ def test_the_tiny_fp32_rule_has_a_switch(monkeypatch):
     assert precision.choose_amp("auto", cpu, "tiny", training=False)[0] is torch.bfloat16  # inference gains
     monkeypatch.setenv(heuristics.TINY_FP32, "0")
     assert precision.choose_amp("auto", cpu, "tiny", training=True)[0] is torch.bfloat16
+
+
+def test_the_missing_matplotlib_note_names_the_extra_to_install(monkeypatch, capsys):
+    """The note went through rich's markup, which took ``[plot]`` for a tag and printed ``pip install 'mbgf'``."""
+    import builtins
+
+    from mbgf_cli import plots
+
+    real_import = builtins.__import__
+
+    def without_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+    monkeypatch.setattr(plots, "_noted", False)
+    assert plots.training_curve([], "curve.png") is None
+    assert "pip install 'mbgf[plot]'" in " ".join(capsys.readouterr().err.split())
