@@ -191,14 +191,12 @@ def finished_output(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary | None:
     """The summary of an OUTPUT already made from these inputs, unchanged, and this model; None when it
     is to be (re)made. Another run's OUTPUT is refused without ``--overwrite``."""
     output = plan.output
-    if not output.exists():
+    if not output.exists() or cfg.overwrite:
         return None
     try:
         meta, _ = _read(output)
     except UserError:
         meta = None
-    if cfg.overwrite:
-        return None
     if meta is None:
         raise UserError(f"{output}: exists and is not an mbgf embeddings file; --overwrite replaces it")
     if meta.get("digest") != plan.digest:
@@ -247,7 +245,7 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
         return finished
     if plan.timeline is not None:
         return embed_timeline(plan, cfg)
-    predictor = load_predictor(plan, cfg)
+    predictor, texts = load_predictor(plan, cfg)
     parts, shard_size = open_parts(plan, cfg)
     predictor.check_views(plan.views, cfg.batch_size, cfg.views)
     total = len(plan.inputs)
@@ -255,18 +253,21 @@ def embed(cfg: EmbedConfig) -> EmbedSummary:
     done = {k for k, indices in enumerate(shards)
             if _shard_done(shard_file(parts, k), plan.digest, k, plan.content(indices))}
     compute_shards(predictor, plan, cfg, parts, shards, done)
-    return merge_shards(predictor, plan, cfg, parts, len(shards), len(done))
+    return merge_shards(predictor, texts, plan, cfg, parts, len(shards), len(done))
 
 
-def load_predictor(plan: EmbedPlan, cfg: EmbedConfig) -> Predictor:
-    """The model, and what the output needs of it beside the videos checked before any video is decoded:
-    the probe text's embedding (an ONNX file exported without --free-text has no text encoder)."""
+def load_predictor(plan: EmbedPlan, cfg: EmbedConfig) -> tuple[Predictor, dict[str, torch.Tensor]]:
+    """The model, and what the output needs of it beside the videos, made before any video is decoded:
+    the probe text's and the texts' embeddings (an ONNX file exported without --free-text has no text
+    encoder, which is then said at once)."""
     predictor = Predictor.from_source(plan.source, cfg.prompts, cfg.device, cfg.amp, compile=cfg.compile)
     try:
-        predictor.encode_texts([PROBE_TEXT])
+        texts = {"probe": predictor.encode_texts([PROBE_TEXT])}
+        if plan.texts:
+            texts["text"] = predictor.encode_texts(plan.texts)
     except UserError as e:
         raise UserError(f"mbgf embed stores text embeddings with the videos (for mbgf search): {e}") from None
-    return predictor
+    return predictor, texts
 
 
 def compute_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts: Path, shards: list[range],
@@ -299,8 +300,8 @@ def compute_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, part
         raise
 
 
-def merge_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts: Path, shards: int,
-                 resumed: int) -> EmbedSummary:
+def merge_shards(predictor: Predictor, texts: dict[str, torch.Tensor], plan: EmbedPlan, cfg: EmbedConfig,
+                 parts: Path, shards: int, resumed: int) -> EmbedSummary:
     """The shards as one OUTPUT (atomically); the parts folder is removed."""
     videos, rows, skipped = [], [], []
     for k in range(shards):
@@ -311,21 +312,18 @@ def merge_shards(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, parts:
     if plan.inputs.videos and not videos:
         shutil.rmtree(parts)
         check_some_read(len(plan.inputs), skipped)
-    write_output(predictor, plan, cfg, videos, rows, skipped)
+    write_output(predictor, plan, cfg, texts, videos, rows, skipped)
     shutil.rmtree(parts)
     return EmbedSummary(str(plan.output), len(videos), skipped, len(plan.texts), shards, resumed,
                         model=predictor.name)
 
 
-def write_output(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, videos: list[str],
-                 rows: list[torch.Tensor], skipped: list, windows: list | None = None) -> None:
-    """OUTPUT (atomically): the video rows, the texts' and the probe's embeddings, and the metadata
-    (``windows``: a --timeline file's ``[start, end]`` of each row)."""
+def write_output(predictor: Predictor, plan: EmbedPlan, cfg: EmbedConfig, texts: dict[str, torch.Tensor],
+                 videos: list[str], rows: list[torch.Tensor], skipped: list, windows: list | None = None) -> None:
+    """OUTPUT (atomically): the video rows, the texts' and the probe's embeddings (``texts``, from
+    ``load_predictor``), and the metadata (``windows``: a --timeline file's ``[start, end]`` of each row)."""
     width = predictor.model.clip_config.embed_dim
-    tensors = {"video": torch.cat(rows) if rows else torch.zeros(0, width),
-               "probe": predictor.encode_texts([PROBE_TEXT])}
-    if plan.texts:
-        tensors["text"] = predictor.encode_texts(plan.texts)
+    tensors = {"video": torch.cat(rows) if rows else torch.zeros(0, width), **texts}
     loaded = predictor.loaded
     meta = {"format": FORMAT, "version": VERSION, "videos": videos, "skipped": [list(s) for s in skipped],
             "texts": plan.texts, "model": plan.source.absolute().to_dict(), "model_name": loaded.name,
@@ -343,7 +341,7 @@ def embed_timeline(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary:
     decoded once, front to back; one OUTPUT, no shards."""
     from mbgf_cli.inference.timeline import UnreadableVideo
 
-    predictor = load_predictor(plan, cfg)
+    predictor, texts = load_predictor(plan, cfg)
     window, stride = plan.timeline
     videos, windows, rows, skipped = [], [], [], []
     with progress(transient=True) as bar:
@@ -359,7 +357,7 @@ def embed_timeline(plan: EmbedPlan, cfg: EmbedConfig) -> EmbedSummary:
             windows += [[round(start, 6), round(end, 6)] for start, end in spans]
             rows.append(vectors.cpu())
     check_some_read(len(plan.inputs), skipped)
-    write_output(predictor, plan, cfg, videos, rows, skipped, windows)
+    write_output(predictor, plan, cfg, texts, videos, rows, skipped, windows)
     return EmbedSummary(str(plan.output), len(plan.inputs) - len(skipped), skipped, len(plan.texts), 1,
                         model=predictor.name, windows=len(windows))
 

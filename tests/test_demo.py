@@ -302,7 +302,7 @@ def test_option_errors_are_one_line_before_any_work(colour, capsys):
     code, _, stderr = run_cli(["demo", "-c", checkpoint.parent / "missing"], capsys)
     assert code == 2 and "missing: no such file or folder" in stderr
     code, _, stderr = run_cli(["demo"], capsys)
-    assert code == 2 and "give either --checkpoint DIR" in stderr
+    assert code == 2 and "give --checkpoint DIR (an mbgf checkpoint or a published file) or --pretrained NAME" in stderr
 
 
 def test_without_the_demo_extra_the_command_says_what_to_install(colour, monkeypatch, capsys):

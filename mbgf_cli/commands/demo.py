@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import typer
 
 from mbgf_cli.errors import UserError
-from mbgf_cli.inference.configs import DEFAULT_STRIDE, DEFAULT_WINDOW, WindowOptions
+from mbgf_cli.inference.configs import WindowOptions
 from mbgf_cli.settings import (
     ABOVE_0,
     AT_LEAST_1,
@@ -45,9 +45,10 @@ def demo(cfg: DemoConfig):
 
     choice = server.ModelChoice(cfg.checkpoint, cfg.pretrained, cfg.model, cfg.frames, cfg.input_size, cfg.prompts,
                                 cfg.device, cfg.amp)
-    settings = server.DemoSettings(top_k=cfg.top_k, max_upload_mb=cfg.max_upload_mb,
-                                   window=DEFAULT_WINDOW if cfg.window is None else cfg.window,
-                                   stride=DEFAULT_STRIDE if cfg.stride is None else cfg.stride)
+    from mbgf_cli.inference.timeline import window_and_stride
+
+    window, stride = window_and_stride(cfg)
+    settings = server.DemoSettings(top_k=cfg.top_k, max_upload_mb=cfg.max_upload_mb, window=window, stride=stride)
     server.run_demo(choice, settings, host=cfg.host if cfg.host is not None else server.LOOPBACK, port=cfg.port,
                     allow_remote=cfg.host is not None)
 

@@ -58,9 +58,9 @@ class DemoSettings:
             raise UserError(f"--top-k must be at least 1, not {self.top_k}")
         if not self.max_upload_mb > 0:
             raise UserError(f"--max-upload-mb must be more than 0, not {self.max_upload_mb:g}")
-        for option, value in (("--window", self.window), ("--stride", self.stride)):
-            if not value > 0:
-                raise UserError(f"{option} must be more than 0 seconds, not {value:g}")
+        from mbgf_cli.data.windows import check_window
+
+        check_window(self.window, self.stride)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -79,7 +79,7 @@ class DemoModel:
     def info(self) -> dict:
         settings = self.settings
         return {"model": self.predictor.name, "class_names": list(self.predictor.class_names),
-                "top_k": settings.top_k, "gates": self.gates, "timeline": hasattr(self.predictor, "timeline"),
+                "top_k": settings.top_k, "gates": self.gates, "timeline": True,
                 "window": settings.window, "stride": settings.stride,
                 "max_upload_bytes": settings.max_upload_bytes, "extensions": list(VIDEO_EXTENSIONS)}
 
@@ -102,8 +102,6 @@ class DemoModel:
 
     def timeline(self, path: Path, classes: str | None) -> dict | None:
         settings = self.settings
-        if not hasattr(self.predictor, "timeline"):
-            return None
         seconds = video_seconds(path)
         if seconds is None or seconds < settings.window + (TIMELINE_MIN_WINDOWS - 1) * settings.stride:
             return None
@@ -114,15 +112,15 @@ class DemoModel:
 
 
 def video_seconds(path: Path) -> float | None:
-    """The video's length from its container (None when it does not tell)."""
-    from mbgf_cli.data.readers import VideoError, open_video
+    """The video's length (None where it cannot be told: the timeline is then left out)."""
+    from mbgf_cli.data.readers import VideoError
+    from mbgf_cli.data.windows import video_length
 
     try:
-        video = open_video(str(path), "pyav")
-        frames = video.num_frames if video.num_frames is not None else video.count()
+        frames, fps = video_length(str(path))
     except VideoError:
         return None
-    return frames / video.fps if video.fps else None
+    return frames / fps
 
 
 def error(message: str, status: int) -> JSONResponse:
@@ -258,12 +256,17 @@ class ModelChoice:
     device: str | None = None
     amp: str = "auto"
 
+    def source(self):
+        """The ``ModelSource`` these options name (``mbgf predict``'s rules: one of the two, a run folder
+        taken as its ``best/``)."""
+        from mbgf_cli.inference import ModelSource
+
+        return ModelSource.of(self)
+
     def check(self) -> None:
         from mbgf_cli.resources import resolve_device
 
-        if bool(self.checkpoint) == bool(self.pretrained):
-            raise UserError("give either --checkpoint DIR (an mbgf checkpoint or a published file) or --pretrained "
-                            "NAME (zero-shot CLIP, e.g. ViT-B/16)")
+        self.source()
         if self.checkpoint:
             given = [flag for flag, value in (("--model", self.model), ("--frames", self.frames),
                                               ("--input-size", self.input_size)) if value is not None]
@@ -276,11 +279,7 @@ class ModelChoice:
     def load(self):
         from mbgf_cli.inference import Predictor
 
-        if self.checkpoint:
-            return Predictor.from_checkpoint(self.checkpoint, device=self.device, amp=self.amp, prompts=self.prompts)
-        return Predictor.from_pretrained(self.pretrained, model=self.model, frames=self.frames or 8,
-                                         input_size=self.input_size, device=self.device, amp=self.amp,
-                                         prompts=self.prompts)
+        return Predictor.from_source(self.source(), self.prompts, self.device, self.amp)
 
 
 def run_demo(choice: ModelChoice, settings: DemoSettings, host: str = LOOPBACK, port: int = 7860,

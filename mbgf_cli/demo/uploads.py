@@ -14,8 +14,8 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-# The extensions `mbgf predict` looks for in folders (mbgf_cli.inference.VIDEO_EXTENSIONS).
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+from mbgf_cli.inference.inputs import VIDEO_EXTENSIONS  # the extensions `mbgf predict` looks for
+
 HEAD_BYTES = 12  # enough for every signature below
 
 # ISO base media (MP4, QuickTime, M4V): the first box's type follows its 4-byte size.
