@@ -42,6 +42,7 @@ from mbgf_cli.fileio import atomic_output, atomic_write_json
 from mbgf_cli.inference.configs import EmbedConfig, SearchConfig
 from mbgf_cli.inference.inputs import collect_videos, parse_classes, parse_views, read_class_names
 from mbgf_cli.inference.predictor import ModelSource, Predictor, check_some_read, load_model
+from mbgf_cli.inference.results import print_skipped
 from mbgf_cli.inference.runtime import chunks
 from mbgf_cli.outputs import check_output_file
 
@@ -396,11 +397,7 @@ def print_embed_summary(summary: EmbedSummary, as_json: bool) -> None:
     texts = f" ({summary.windows} windows){texts}" if summary.windows is not None else texts
     console.print(f"{summary.videos} videos{texts} embedded into {summary.output} ({summary.model}){resumed}",
                   highlight=False)
-    if summary.skipped:
-        named = ", ".join(f"{video} ({reason})" for video, reason in summary.skipped[:5])
-        more = f" and {len(summary.skipped) - 5} more" if len(summary.skipped) > 5 else ""
-        err_console.print(f"[yellow]{len(summary.skipped)} video(s) skipped (not readable):[/yellow] {named}{more}",
-                          highlight=False, soft_wrap=True)
+    print_skipped(summary.skipped)
 
 
 # --------------------------------------------------------------------------------------------------

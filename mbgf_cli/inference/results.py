@@ -132,11 +132,18 @@ def print_predictions(result: Predictions, info: dict, cfg: PredictConfig) -> No
         correct, total = accuracy
         err_console.print(f"top-1 against the list's labels: {100 * correct / total:.1f}% ({correct} of {total})",
                           highlight=False)
-    if result.skipped:
-        named = ", ".join(f"{video} ({reason})" for video, reason in result.skipped[:5])
-        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
-        err_console.print(f"[yellow]{len(result.skipped)} video(s) skipped (not readable):[/yellow] "
-                          f"{escape(named)}{more}", highlight=False, soft_wrap=True)
+    print_skipped(result.skipped)
     if cfg.csv:
         err_console.print(f"predictions written to {cfg.csv}", highlight=False)
 
+
+def print_skipped(skipped) -> None:
+    """The videos that could not be read, ``(video, reason)``: the first five named, on stderr."""
+    from rich.markup import escape
+
+    if not skipped:
+        return
+    named = ", ".join(f"{video} ({reason})" for video, reason in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    err_console.print(f"[yellow]{len(skipped)} video(s) skipped (not readable):[/yellow] {escape(named)}{more}",
+                      highlight=False, soft_wrap=True)

@@ -37,7 +37,7 @@ from mbgf_cli.data.windows import (
 )
 from mbgf_cli.errors import UserError
 from mbgf_cli.inference.configs import DEFAULT_STRIDE, DEFAULT_WINDOW
-from mbgf_cli.inference.results import Ranked, top_classes
+from mbgf_cli.inference.results import Ranked, print_skipped, top_classes
 
 # --------------------------------------------------------------------------------------------------
 # Results
@@ -255,11 +255,7 @@ def print_timelines(result: Timelines, info: dict, cfg) -> None:
             table.add_row(f"{start:.2f}", f"{end:.2f}", "\n".join(escape(r.label) for r in top),
                           "\n".join(f"{r.probability:.3f}" for r in top))
         console.print(table)
-    if result.skipped:
-        named = ", ".join(f"{video} ({reason})" for video, reason in result.skipped[:5])
-        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
-        err_console.print(f"[yellow]{len(result.skipped)} video(s) skipped (not readable):[/yellow] "
-                          f"{escape(named)}{more}", highlight=False, soft_wrap=True)
+    print_skipped(result.skipped)
     for option, written in (("csv", cfg.csv), ("plot", cfg.plot if result.videos else None)):
         if written:
             err_console.print(f"timeline {option} written to {written}", highlight=False)
