@@ -59,7 +59,7 @@ from mbgf_cli.train_config import (
     resolve_config,
     resumed_config,
 )
-from mbgf_cli.train_display import Display, describe_run, print_summary, show_epoch, show_step  # noqa: F401
+from mbgf_cli.train_display import Display, describe_run, show_epoch, show_step
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -68,7 +68,9 @@ def train(context: typer.Context, cfg: TrainCommand):
 
         console.print_json(json.dumps(summary))
     else:
-        training.print_summary(summary)
+        from mbgf_cli.train_display import print_summary
+
+        print_summary(summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -171,18 +171,16 @@ def run_base2novel(cfg: Base2NovelConfig, on_run: Callable | None = None) -> Bas
 
 def _novel_score(run_dir: Path, root, novel_val, novel_labels, template) -> float:
     """The run's final weights on the novel classes (%), scored once and kept in ``novel.json``."""
-    from mbgf_cli.fewshot import file_digest
-
     record = run_dir / "novel.json"
-    weights = file_digest(run_dir / "last" / "model.safetensors")
+    weights, listed = fewshot.file_digest(run_dir / "last" / "model.safetensors"), fewshot.file_digest(novel_val)
     if record.is_file():
         kept = json.loads(record.read_text(encoding="utf-8"))
-        if kept.get("weights_sha256") == weights and kept.get("list_sha256") == file_digest(novel_val):
+        if kept.get("weights_sha256") == weights and kept.get("list_sha256") == listed:
             return kept["top1"]
     numbers = scoring.score(_predictor(run_dir / "last", template), root, novel_val, novel_labels, (1, 1), template)
     top1 = fewshot.percent(numbers["top1"])
     atomic_write_json(record, {"top1": top1, "top5": fewshot.percent(numbers["top5"]), "videos": numbers["videos"],
-                               "weights_sha256": weights, "list_sha256": file_digest(novel_val)}, sort_keys=True)
+                               "weights_sha256": weights, "list_sha256": listed}, sort_keys=True)
     return top1
 
 

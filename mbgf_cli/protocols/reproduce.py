@@ -29,7 +29,6 @@ from mbgf_cli.protocols.configs import ReproduceConfig
 
 TABLES = ("k400", "transfer", "fewshot-hmdb51", "fewshot-ucf101", "synthetic")
 SHOTS = (2, 4, 8, 16)
-ALL_VARIANTS = ("clip", "clip+mbgf", "actionclip", "actionclip+mbgf", "xclip", "xclip+mbgf")
 # A sustained rate for the estimate: an A100's bf16 peak (312 TFLOP/s) at 40% utilisation.
 ASSUMED_TFLOPS = 125.0
 WHERE = {  # where each dataset comes from, and the command that prepares it
@@ -129,8 +128,8 @@ def _weights(model: str, missing: list[str]) -> None:
                        f"{loading.model_url(released.name)} (or copy the file there)")
 
 
-def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, recipe: dict, train_per_class: int,
-                  classes: int, val: int, root_args: list[str]) -> list[Run]:
+def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, recipe: dict, classes: int, val: int,
+                  root_args: list[str]) -> list[Run]:
     epochs = options.epochs or recipe["epochs"]
     argv = ["fewshot", *root_args, "--shots", *map(str, SHOTS), "--seeds", *map(str, options.seeds),
             "--variants", *variants, "--output", str(out)]
@@ -148,7 +147,6 @@ def _fewshot_runs(options: ReproduceConfig, dataset: str, out: Path, variants, r
                 runs.append(Run(f"{variant} K={k} s{seed}", argv, run_recipe,
                                 train_clips=epochs * k * classes, eval_clips=val,
                                 done=out / "runs" / fewshot.run_name(variant, k, seed) / "summary.json"))
-    del train_per_class
     return runs
 
 
@@ -156,19 +154,19 @@ def _fewshot_plan(options: ReproduceConfig, out: Path, plan: Plan) -> list[Run]:
     if options.table == "synthetic":
         recipe = {**presets.SYNTHETIC_RECIPE, **presets.SYNTHETIC_FEWSHOT_RECIPE}
         root = Path(options.root) if options.root else None
-        train, val = _counts(root, "ucf101") if root else (1200, 300)
+        _, val = _counts(root, "ucf101") if root else (1200, 300)
         root_args = ["--dataset", "synthetic", "--model", "tiny"] + (["--root", str(root)] if root else [])
         plan.notes.append("the stand-in starts from `mbgf train --dataset synthetic`'s model (trained first when "
                           "missing, as `mbgf fewshot` does)")
-        return _fewshot_runs(options, "synthetic", out, ("clip", "clip+mbgf"), recipe, train // 12, 12, val, root_args)
+        return _fewshot_runs(options, "synthetic", out, ("clip", "clip+mbgf"), recipe, 12, val, root_args)
     dataset = options.table.split("-", 1)[1]
     root = _data(options, dataset, plan.missing)
     recipe = {**presets.XCLIP_RECIPE, **presets.FEWSHOT_RECIPE}
     _weights(recipe["model"], plan.missing)
     classes = presets.get_preset(dataset).num_classes
-    train, val = _counts(root, dataset)
+    _, val = _counts(root, dataset)
     views = presets.get_preset(dataset).test_views
-    return _fewshot_runs(options, dataset, out, ALL_VARIANTS, recipe, train // classes, classes,
+    return _fewshot_runs(options, dataset, out, fewshot.VARIANTS, recipe, classes,
                          val * views[0] * views[1], ["--dataset", dataset, "--root", str(root)])
 
 
@@ -200,7 +198,7 @@ def _supervised_plan(options: ReproduceConfig, out: Path, plan: Plan) -> list[Ru
     runs = []
     k400 = _data(options, "k400", plan.missing)
     _weights("b16", plan.missing)
-    variants = ALL_VARIANTS if options.table == "k400" else ("xclip", "xclip+mbgf")
+    variants = fewshot.VARIANTS if options.table == "k400" else ("xclip", "xclip+mbgf")
     for variant in variants:
         folder = out / f"k400-{variant.replace('+', '-')}"
         train = _supervised_run(options, f"{variant} on k400", "k400", k400, variant, folder, [])
@@ -356,7 +354,7 @@ def measured_table(plan: Plan) -> tables.ResultTable:
 def comparison(table: tables.ResultTable, name: str) -> list[tuple[str, str, list[str]]]:
     """(row label, what, cells) rows: mbgf's mean, the published number, and the difference."""
     published, _ = PUBLISHED[name]
-    variants_by_label = {tables.variant_label(v): v for v in ALL_VARIANTS}
+    variants_by_label = {tables.variant_label(v): v for v in fewshot.VARIANTS}
     rows = []
     for label, cells in table.rows:
         variant = variants_by_label.get(label, label)
