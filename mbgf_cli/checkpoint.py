@@ -21,7 +21,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from mbgf_cli.errors import UserError
-from mbgf_cli.fileio import fsync_directory
+from mbgf_cli.fileio import fsync_directory, staging_sibling
 
 MODEL_FILE = "model.safetensors"
 STATE_TENSORS_FILE = "train_state.safetensors"
@@ -62,7 +61,7 @@ def save_checkpoint(directory, model: torch.nn.Module, meta: dict, train_state: 
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     header = {key: json.dumps(value) for key, value in header.items()}
 
-    staging = staging_directory(directory)
+    staging = staging_sibling(directory)
     writing = staging
     try:
         staging.mkdir()
@@ -119,13 +118,6 @@ def free_space(folder) -> str:
         return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB"
     except OSError:
         return "unknown space"
-
-
-def staging_directory(directory) -> Path:
-    """Where a save of ``directory`` is written before it is swapped in: ``.NAME.tmp-XXXXXXXX`` beside it.
-    A writer killed mid-save leaves it behind; ``mbgf_cli.run_folder`` removes such leftovers."""
-    directory = Path(directory)
-    return directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
 def read_meta(directory) -> dict:

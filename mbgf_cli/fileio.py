@@ -40,6 +40,13 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
 
+def staging_sibling(folder) -> Path:
+    """Where a whole output folder is written before it is put in place: ``.NAME.tmp-XXXXXXXX`` beside it.
+    A writer killed mid-save leaves it behind; ``mbgf_cli.run_folder`` removes a run's own leftovers."""
+    folder = Path(folder).expanduser()
+    return folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
 def is_stale_temporary(path: Path, target_name: str) -> bool:
     return path.name.startswith(f".{target_name}.tmp-")
 

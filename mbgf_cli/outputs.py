@@ -141,12 +141,6 @@ def place_outputs(staging, folder, kind: str) -> list[str]:
     return names
 
 
-def staging_beside(folder) -> Path:
-    """A fresh hidden name beside ``folder`` to write an output into before ``place_outputs``."""
-    folder = Path(folder).expanduser()
-    return folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
 def _write_marker(folder: Path, kind: str, names) -> None:
     text = json.dumps({"kind": kind, "written": sorted(set(names))}, indent=1) + "\n"
     atomic_write_text(folder / MARKER, text)

@@ -28,9 +28,9 @@ from mbgf_cli.checkpoint import (
     load_weights,
     read_meta,
     save_checkpoint,
-    staging_directory,
 )
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import staging_sibling
 from tests.test_train_support import TINY_RUN, run_cli
 
 
@@ -137,7 +137,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path):
 def test_a_staging_directory_is_what_the_run_folder_calls_a_stale_temporary(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    names = [staging_directory(run / n).name for n in ("last", "best", "step")]
+    names = [staging_sibling(run / n).name for n in ("last", "best", "step")]
     for name in names:
         (run / name).mkdir()
     assert sorted(p.name for p in run_folder.stale_temporaries(run)) == sorted(names)
@@ -216,7 +216,7 @@ def test_removing_stale_temporaries_spares_everything_else(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    ours = [staging_directory(run / "last"), temporary_sibling(run / "config.json"),
+    ours = [staging_sibling(run / "last"), temporary_sibling(run / "config.json"),
             temporary_sibling(run / "metrics.jsonl"), run / ".summary.json.tmp"]
     for path in ours:
         path.mkdir() if path.name.startswith(".last") else path.write_text("partial")

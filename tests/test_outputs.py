@@ -7,6 +7,7 @@ import os
 import pytest
 
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import staging_sibling
 from mbgf_cli.outputs import (
     MARKER,
     check_output_file,
@@ -15,7 +16,6 @@ from mbgf_cli.outputs import (
     read_marker,
     record_outputs,
     remove_recorded,
-    staging_beside,
 )
 
 
@@ -34,7 +34,7 @@ def users_folder(tmp_path):
 
 
 def staged(tmp_path, target, files):
-    staging = staging_beside(target)
+    staging = staging_sibling(target)
     staging.mkdir()
     for name, text in files.items():
         (staging / name).write_text(text)

@@ -40,6 +40,7 @@ from mbgf_cli.checkpoint import (
     save_checkpoint,
 )
 from mbgf_cli.errors import UserError
+from mbgf_cli.fileio import staging_sibling
 from mbgf_cli.interop import actionclip, huggingface, mmaction2, openai, vificlip, xclip
 from mbgf_cli.interop.common import (
     ACTIONCLIP_TABLE,
@@ -55,7 +56,7 @@ from mbgf_cli.interop.common import (
     video_config,
     weights_of,
 )
-from mbgf_cli.outputs import check_output_folder, place_outputs, read_marker, record_outputs, staging_beside
+from mbgf_cli.outputs import check_output_folder, place_outputs, read_marker, record_outputs
 
 # File formats, in the order they are tried (X-CLIP's, ViFi-CLIP's and mmaction2's files hold OpenAI's
 # keys too, so OpenAI's comes last).
@@ -205,7 +206,7 @@ def _unmarked_checkpoint(folder: Path) -> list[str]:
 
 def _write_staged(output: Path, kind: str, write) -> Path:
     """``write(staging)`` a whole output beside ``output``, then put it in place as ``kind``'s."""
-    staging = staging_beside(output)
+    staging = staging_sibling(output)
     try:
         write(staging)
         place_outputs(staging, output, kind)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -239,19 +238,18 @@ def metadata_props(description: dict) -> dict:
 
 def export_graph(graph: nn.Module, inputs: tuple, path: Path, metadata: dict) -> None:
     """Export ``graph`` (its ``input_names``, ``output_names``, ``dynamic_shapes``) with ``metadata``
-    (values as JSON) into a temporary file beside ``path``, then move it there."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    (values as JSON), written atomically (``fileio.atomic_output``: the user's permissions, fsync, a full
+    disk named)."""
+    from mbgf_cli.fileio import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter():
         program = torch.onnx.export(graph.eval(), inputs, dynamo=True, input_names=list(graph.input_names),
                                     output_names=list(graph.output_names), dynamic_shapes=graph.dynamic_shapes,
                                     verbose=False)
     program.model.metadata_props.update({key: json.dumps(value) for key, value in metadata.items()})
-    try:
+    with atomic_output(path) as partial:
         program.save(partial, external_data=False)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 @contextmanager
