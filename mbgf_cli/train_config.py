@@ -18,7 +18,7 @@ from pathlib import Path
 from mbgf_cli import presets
 from mbgf_cli.errors import UserError
 from mbgf_cli.resources import check_workers
-from mbgf_cli.settings import (  # noqa: F401 - Range and the panels are read from here by older code
+from mbgf_cli.settings import (
     ABOVE_0,
     AT_LEAST_0,
     AT_LEAST_1,
@@ -28,6 +28,7 @@ from mbgf_cli.settings import (  # noqa: F401 - Range and the panels are read fr
     PROBABILITY,
     RUN,
     Range,
+    check_options,
     option,
 )
 
@@ -188,17 +189,6 @@ def explicit_resume(cfg: TrainConfig) -> bool:
     return cfg.resume not in (None, "auto")
 
 
-def check_ranges(cfg: TrainConfig) -> None:
-    """Every number given, against the range its option declares: one line naming the option."""
-    for f in fields(cfg):
-        allowed, value = f.metadata.get("range"), getattr(cfg, f.name)
-        if allowed is None or value is None or isinstance(value, bool):
-            continue
-        if not allowed.accepts(value):
-            shown = f"{value:g}" if isinstance(value, float) else str(value)
-            raise UserError(f"{flag(f.name)} must be {allowed.describe()}, not {shown}")
-
-
 def check_resume_options(cfg: TrainConfig) -> None:
     """``--resume PATH`` continues the saved run as it was: refuse options that would change what it computes."""
     if cfg.out is not None:
@@ -265,15 +255,12 @@ def replay_config(path, cfg: TrainConfig, given) -> tuple[TrainConfig, list]:
 
 def resumed_config(cfg: TrainConfig, saved: dict, resume_dir: Path) -> ResolvedConfig:
     """The saved run's config, with the options a resume may change taken from ``cfg``."""
-    from mbgf_cli import resources
-
-    resources.check_workers(cfg.workers, flag("workers"))
     values = recorded_settings(saved)
     default = TrainConfig()
     values.update({key: getattr(cfg, key) for key in RESUME_OVERRIDABLE if getattr(cfg, key) != getattr(default, key)})
     values.update({key: getattr(cfg, key) for key in TEST_HOOKS})
     values.update(resume=str(resume_dir), out=str(resume_dir.parent))
-    return check_choices(ResolvedConfig.from_dict(values))
+    return check_choices(ResolvedConfig.from_dict(machine_workers(values, given=cfg.workers)))
 
 
 def recipe_of(dataset: str | None) -> dict:
@@ -284,26 +271,28 @@ def resolve_config(cfg: TrainConfig) -> ResolvedConfig:
     """The one resolution of a run's options: the ``None`` fields from the dataset preset's recipe, every
     value checked. A ``--workers`` given is bounded by the machine (refused above it); the recipe's is
     lowered to what the machine runs."""
-    from mbgf_cli import resources
-
-    resources.check_workers(cfg.workers, flag("workers"))
     values = cfg.to_dict()
     for key, value in recipe_of(cfg.dataset).items():
         if values.get(key) is None:
             values[key] = value
-    if cfg.workers is None:
-        values["workers"] = min(values["workers"] or 0, resources.max_workers())
-    return check_choices(ResolvedConfig.from_dict(values))
+    return check_choices(ResolvedConfig.from_dict(machine_workers(values, given=cfg.workers)))
+
+
+def machine_workers(values: dict, given: int | None) -> dict:
+    """``--workers`` given is checked against the machine by its declaration (refused above it); a value
+    not given here (the recipe's, or the one a resumed run recorded on another machine) is lowered to
+    what this machine runs."""
+    from mbgf_cli import resources
+
+    if given is None:
+        values["workers"] = min(values.get("workers") or 0, resources.max_workers())
+    return values
 
 
 def check_choices(cfg: ResolvedConfig) -> ResolvedConfig:
-    if cfg.amp not in ("auto", "bf16", "fp16", "off"):
-        raise UserError(f"--amp must be auto, bf16, fp16 or off, not {cfg.amp!r}")
-    if cfg.loss not in ("ce", "ce+kl"):
-        raise UserError(f"--loss must be 'ce' or 'ce+kl', not {cfg.loss!r}")
-    if cfg.prompts not in ("all", "one"):
-        raise UserError(f"--prompts must be 'all' or 'one', not {cfg.prompts!r}")
-    check_ranges(cfg)  # the recipe's values too
+    """Every value, the recipe's too, against its declaration (ranges, choices, machine bounds), then
+    what depends on several of them."""
+    check_options(cfg)
     check_model(cfg.model, flag("model"), with_weights=bool(cfg.init or cfg.pretrained))
     check_batch_memory(cfg)
     return cfg

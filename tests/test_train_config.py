@@ -113,7 +113,7 @@ def test_a_full_disk_in_the_first_epoch_advises_what_works_and_it_works(toy_data
 
 
 def test_the_resolved_config_refuses_a_value_outside_its_choices():
-    with pytest.raises(UserError, match="--prompts must be 'all' or 'one'"):
+    with pytest.raises(UserError, match="--prompts must be one of all, one, not 'some'"):
         resolve_config(TrainConfig(dataset="synthetic", prompts="some"))
 
 

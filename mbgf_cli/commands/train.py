@@ -9,10 +9,9 @@ import typer
 from mbgf_cli import presets
 from mbgf_cli.console import console, err_console
 from mbgf_cli.errors import UserError
-from mbgf_cli.settings import RUN, command_options, narrow, option
+from mbgf_cli.settings import RUN, check_options, command_options, narrow, option
 from mbgf_cli.train_config import (
     TrainConfig,
-    check_ranges,
     check_resume_options,
     explicit_resume,
     replay_config,
@@ -52,7 +51,7 @@ def train(context: typer.Context, cfg: TrainCommand):
         err_console.print(f"replaying {command.config}" + (
             f"; differs from the recorded: {describe_differences(differences)}" if differences else ", as recorded"),
             highlight=False)
-    check_ranges(cfg)  # every number given, before any work
+    check_options(cfg)  # --config's recorded values too, before any work
     if explicit_resume(cfg):
         check_resume_options(cfg)
     elif cfg.dataset is None and cfg.root is None:
