@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 import labels
+from mbgf_cli.data.annotations import read_text
 from mbgf_cli.data.official import Plan, VideoIndex, add_entry, norm_name, shipped_order
 from mbgf_cli.errors import UserError, at
 
@@ -152,12 +153,11 @@ def _ssv2_file(folder: Path, part: str) -> Path:
 
 
 def _load_json(path: Path):
+    text = read_text(path)  # a missing or non-UTF-8 file as one line
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{at(path, e.lineno)}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def _ssv2_classes(path: Path) -> list[str]:
