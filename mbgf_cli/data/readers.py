@@ -55,7 +55,7 @@ class DecordVideo:
             with _quiet_stderr():
                 self._reader = decord.VideoReader(uri, ctx=decord.cpu(0), num_threads=1)
         except Exception as e:  # decord raises RuntimeError, DECORDError, AssertionError
-            raise VideoError("cannot open", _first_line(e)) from None
+            raise VideoError("cannot open", error_line(e)) from None
         self.num_frames = len(self._reader)
 
     @property
@@ -68,7 +68,7 @@ class DecordVideo:
             with _quiet_stderr():
                 batch = self._reader.get_batch(unique).asnumpy()
         except Exception as e:
-            raise VideoError("decode error", _first_line(e)) from None
+            raise VideoError("decode error", error_line(e)) from None
         pos = {i: k for k, i in enumerate(unique)}
         return batch[[pos[int(i)] for i in indices]]
 
@@ -99,7 +99,7 @@ class PyAVVideo:
         except FileNotFoundError:
             raise VideoError("missing") from None
         except Exception as e:
-            raise VideoError("cannot open", _first_line(e)) from None
+            raise VideoError("cannot open", error_line(e)) from None
         if not container.streams.video:
             container.close()
             raise VideoError("no video stream")
@@ -107,12 +107,7 @@ class PyAVVideo:
         return container
 
     def _decode(self, container):
-        try:
-            yield from container.decode(container.streams.video[0])
-        except av.error.EOFError:
-            return
-        except Exception as e:
-            raise VideoError("decode error", _first_line(e)) from None
+        return decode_frames(container, container.streams.video[0])
 
     def get(self, indices) -> np.ndarray:
         wanted = set(int(i) for i in indices)
@@ -159,7 +154,7 @@ def load_bytes_or_path(source, name: str):
         path = source.local_path(name)
         return path if path is not None else source.read(name)
     except OSError as e:
-        raise VideoError("unreadable", _first_line(e)) from None
+        raise VideoError("unreadable", error_line(e)) from None
 
 
 def read_frames(source, name: str, pick, decoder: str = "auto"):
@@ -240,7 +235,18 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def _first_line(e: BaseException) -> str:
+def decode_frames(container, stream):
+    """The frames of ``stream`` in decoding order, a broken stream as a ``VideoError`` (the end of a
+    truncated file is its end)."""
+    try:
+        yield from container.decode(stream)
+    except av.error.EOFError:
+        return
+    except Exception as e:
+        raise VideoError("decode error", error_line(e)) from None
+
+
+def error_line(e: BaseException) -> str:
     if isinstance(e, av.error.FFmpegError) and e.strerror:
         return str(e.strerror)  # without the errno and the (long) file name
     text = str(e).strip().splitlines()

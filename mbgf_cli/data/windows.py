@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import av
 
-from mbgf_cli.data.readers import PyAVVideo, VideoError
+from mbgf_cli.data.readers import PyAVVideo, VideoError, decode_frames, error_line
 from mbgf_cli.data.sampling import tsn_view
 
 EPSILON = 1e-9  # seconds: a window ending within this of the video's end reaches it
@@ -121,13 +121,13 @@ def decode_windows(path: str, windows: list[Window], prepare: Callable, stats: D
     try:
         container = av.open(str(path), mode="r")
     except Exception as e:
-        raise VideoError("cannot open", _first_line(e)) from None
+        raise VideoError("cannot open", error_line(e)) from None
     with container:
         if not container.streams.video:
             raise VideoError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # one video, decoded in this process: let FFmpeg use its threads
-        for index, frame in enumerate(_decode(container, stream)):
+        for index, frame in enumerate(decode_frames(container, stream)):
             stats.decoded += 1
             if index in needed:
                 held[index] = prepare(frame.to_ndarray(format="rgb24"))
@@ -144,19 +144,3 @@ def decode_windows(path: str, windows: list[Window], prepare: Callable, stats: D
             if index >= last:
                 return
     raise ShortVideo(stats.decoded)
-
-
-def _decode(container, stream):
-    try:
-        yield from container.decode(stream)
-    except av.error.EOFError:
-        return
-    except Exception as e:
-        raise VideoError("decode error", _first_line(e)) from None
-
-
-def _first_line(e: BaseException) -> str:
-    if isinstance(e, av.error.FFmpegError) and e.strerror:
-        return str(e.strerror)
-    text = str(e).strip().splitlines()
-    return (text[-1] if text else type(e).__name__)[:200]
