@@ -100,6 +100,7 @@ def _variant_args(variant: str) -> list[str]:
     return ["--variant", base or variant] + ([] if base else ["--no-mbgf"])
 
 
+@functools.cache  # one plan asks once per variant: Kinetics' lists are read once
 def _counts(root: Path | None, dataset: str) -> tuple[int, int]:
     """(train, val) videos: from the lists when the data is there, else the official counts."""
     if root is not None and (root / "train.txt").is_file() and (root / "val.txt").is_file():
