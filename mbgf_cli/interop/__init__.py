@@ -188,7 +188,8 @@ def convert_checkpoint(source, output, format: str = "auto", frames: int | None 
     model, meta = load_foreign(source, format, frames, strict, pretrained)
     if unmarked:  # written by mbgf before folders had a marker: its checkpoint files are mbgf's own
         record_outputs(output, CONVERT, unmarked)
-    return _write_staged(output, CONVERT, lambda staging: save_checkpoint(staging, model, meta)), meta
+    _write_staged(output, CONVERT, lambda staging: save_checkpoint(staging, model, meta))
+    return output, meta
 
 
 def _unmarked_checkpoint(folder: Path) -> list[str]:
@@ -204,16 +205,17 @@ def _unmarked_checkpoint(folder: Path) -> list[str]:
     return names if set(names) <= CHECKPOINT_FILES else []
 
 
-def _write_staged(output: Path, kind: str, write) -> Path:
-    """``write(staging)`` a whole output beside ``output``, then put it in place as ``kind``'s."""
+def _write_staged(output: Path, kind: str, write):
+    """``write(staging)`` a whole output beside ``output``, then put it in place as ``kind``'s; returns
+    what ``write`` returned."""
     staging = staging_sibling(output)
     try:
-        write(staging)
+        written = write(staging)
         place_outputs(staging, output, kind)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return output
+    return written
 
 
 def is_mbgf_checkpoint(path) -> bool:
@@ -271,6 +273,5 @@ def export_checkpoint(source, output, format: str = "hf", overwrite: bool = Fals
                         "folder")
     check_output_folder(output, "--output", EXPORT, overwrite, writes=EXPORT_FILES)  # before any work
     model, _ = load_any_checkpoint(source, pretrained=pretrained)
-    written = []
-    _write_staged(output, EXPORT, lambda staging: written.append(huggingface.export(model, str(source), staging)))
-    return output, written[0]
+    written = _write_staged(output, EXPORT, lambda staging: huggingface.export(model, str(source), staging))
+    return output, written

@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import torch
@@ -41,7 +39,6 @@ import fusion
 from clip import safe_pickle
 from clip.model import CLIPConfig
 from mbgf_cli.errors import UserError
-from mbgf_cli.fileio import fsync_directory
 from mbgf_cli.interop.common import PUBLISHED_PROMPTS, Foreign
 
 NAME = "hf"
@@ -328,14 +325,6 @@ def read_directory(directory: Path) -> Foreign:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_output(output: Path, overwrite: bool) -> None:
-    """Before any work: an existing non-empty OUTPUT is kept unless --overwrite."""
-    if output.exists() and not output.is_dir():
-        raise UserError(f"{output}: exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise UserError(f"{output}: exists and is not empty (--overwrite replaces it)")
-
-
 def transformers_config(config, clip_config):
     """transformers' config class for an mbgf ``clip`` / ``xclip`` model config (no MBGF)."""
     import transformers
@@ -376,10 +365,11 @@ def image_processor(config):
     return cls(**options)
 
 
-def export(model, source: str, output: Path, overwrite: bool = False) -> str:
+def export(model, source: str, output: Path) -> str:
     """Write ``model`` (a VideoCLIP without MBGF, ``clip`` or ``xclip`` variant) as a transformers model
-    directory: ``config.json``, ``model.safetensors``, ``preprocessor_config.json``. The directory is
-    written beside ``output`` under a temporary name and renamed into place. Returns the class name."""
+    directory into the fresh folder ``output``: ``config.json``, ``model.safetensors``,
+    ``preprocessor_config.json`` (``interop.export_checkpoint`` stages it and puts it in place under the
+    one output policy). Returns the class name."""
     config = model.config
     if config.mbgf:
         raise UserError(f"{source}: {config.name} has MBGF weights, and transformers has no MBGF model "
@@ -398,26 +388,18 @@ def export(model, source: str, output: Path, overwrite: bool = False) -> str:
     _check_keys(weights, hf_config)
 
     output = Path(output)
-    check_output(output, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    output.mkdir(parents=True, exist_ok=True)
+    hf_config.save_pretrained(output)
+    save_file(weights, str(output / "model.safetensors"), metadata={"format": "pt"})
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the processor notes which image backend it uses
     try:
-        hf_config.save_pretrained(staging)
-        save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # the processor notes which image backend it uses
-        try:
-            image_processor(config).save_pretrained(staging)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-        for file in staging.iterdir():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-        _move_into_place(staging, output)
+        image_processor(config).save_pretrained(output)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        transformers.logging.set_verbosity(verbosity)
+    for file in output.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
     return CLASSES[config.variant]
 
 
@@ -435,16 +417,3 @@ def _check_keys(weights: dict, hf_config) -> None:
     if missing or unexpected or wrong:
         raise UserError(f"transformers {transformers.__version__}'s {cls.__name__} does not take mbgf's layout "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
-
-
-def _move_into_place(staging: Path, output: Path) -> None:
-    """Rename the finished directory to ``output``; an existing one (with --overwrite) is moved aside
-    first and removed once the new one is in place."""
-    previous = None
-    if output.exists():
-        previous = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(output, previous)
-    os.replace(staging, output)
-    fsync_directory(output.parent)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
